@@ -1,0 +1,98 @@
+"""HTML pages: one per study (claims, verdicts, figures) and an index with every claim of every study.
+
+Pages are static HTML with the figures as PNG files beside them (inline `<img>`), readable offline.
+This module formats results; it computes nothing and trains nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+from genlab.io import atomic_write_bytes
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;width:100%}th,td{border:1px solid #ccc;padding:4px 8px;
+text-align:left;vertical-align:top;font-size:14px}th{background:#f3f3f3}.supported{background:#dff3df}
+.not-supported{background:#f8dcdc}.inconclusive{background:#fff5d6}img{max-width:100%;margin:.5em 0}
+code{background:#f3f3f3;padding:0 3px}.small{color:#666;font-size:13px}
+"""
+
+
+def _num(x: object) -> str:
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.4g}"
+    return html.escape(str(x))
+
+
+def _page(title: str, body: str) -> bytes:
+    doc = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>{body}</body></html>\n"
+    )
+    return doc.encode()
+
+
+def _claim_rows(claims: list[dict], study_link: str | None = None) -> str:
+    rows = []
+    for c in claims:
+        css = c["verdict"].replace(" ", "-")
+        ci = f"[{_num(c['ci'][0])}, {_num(c['ci'][1])}]"
+        seeds = ", ".join(_num(v) for v in c["per_seed"])
+        study = (
+            f"<td><a href='{study_link}'>{html.escape(study_link.split('/')[0])}</a></td>" if study_link else ""
+        )
+        rows.append(
+            f"<tr>{study}<td><code>{html.escape(c['id'])}</code></td><td>{html.escape(c['text'])}</td>"
+            f"<td class='{css}'>{html.escape(c['verdict'])}</td><td>{_num(c['effect'])}</td><td>{ci}</td>"
+            f"<td class='small'>{html.escape(c.get('quantity', ''))}<br>per seed: {seeds}<br>"
+            f"{html.escape(c.get('detail', ''))}</td></tr>"
+        )
+    return "".join(rows)
+
+
+_HEAD = "<tr><th>claim</th><th>text</th><th>verdict</th><th>effect</th><th>95% CI</th><th>measured</th></tr>"
+
+
+def write_study_page(result: dict, outdir: Path) -> Path:
+    """Write `outdir/index.html` for one study's `result` (the content of its result.json)."""
+    figs = "".join(f"<img src='{html.escape(f)}' alt='{html.escape(f)}'>" for f in result["figures"])
+    body = (
+        f"<h1>{html.escape(result.get('title', result['study']))}</h1>"
+        f"<p>{html.escape(result.get('paper', ''))}</p>"
+        f"<p class='small'>preset <b>{html.escape(result['preset'])}</b>"
+        f" ({html.escape(result.get('preset_description', ''))}),"
+        f" {result['seeds']} seeds, {len(result['runs'])} runs, {_num(result.get('seconds', math.nan))} s."
+        f" Numbers: <a href='result.json'>result.json</a>. <a href='../index.html'>All studies</a></p>"
+        f"<h2>Claims</h2><table>{_HEAD}{_claim_rows(result['claims'])}</table><h2>Figures</h2>{figs}"
+    )
+    path = outdir / "index.html"
+    atomic_write_bytes(path, _page(result["study"], body))
+    return path
+
+
+def write_index(results: list[dict], out: Path) -> Path:
+    """Write `out/index.html`: one table of all claims of all studies, linking to each study's page."""
+    counts = {
+        v: sum(c["verdict"] == v for r in results for c in r["claims"])
+        for v in ("supported", "not supported", "inconclusive")
+    }
+    rows = "".join(_claim_rows(r["claims"], f"{r['study']}/index.html") for r in results)
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    studies = "".join(
+        f"<li><a href='{html.escape(r['study'])}/index.html'>{html.escape(r.get('title', r['study']))}</a> — "
+        f"preset {html.escape(r['preset'])}, {r['seeds']} seeds</li>"
+        for r in results
+    )
+    body = (
+        "<h1>genlab — claims and verdicts</h1>"
+        f"<p>{summary}. Every verdict comes from runs trained for this page; the rule: supported when the 95% "
+        "CI of the per-seed effect lies above the claim's threshold, not supported when it lies below, "
+        f"inconclusive otherwise.</p><ul>{studies}</ul>"
+        f"<table><tr><th>study</th>{_HEAD[4:]}{rows}</table>"
+    )
+    path = out / "index.html"
+    atomic_write_bytes(path, _page("genlab", body))
+    return path

@@ -1,0 +1,228 @@
+"""Run specifications: plain data, validated up front, addressed by a hash.
+
+A `RunSpec` is everything that determines a training run: `data` (source name + options for
+`genlab.data.load`), `model` (registry name + options for `genlab.models.build`), `train` (a `TrainSpec`: the
+options of the one training loop) and `seed`. Its `run_id` is a hash of the canonical JSON of all of these plus
+`SCHEMA_VERSION`; the store files runs under it. Specs come from YAML/JSON files and `key=value` overrides
+(`train.lr=0.1`, `model.widths=[64,64]`); every key and value is checked here, and a bad one raises a one-line
+`GenlabError` naming the field and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genlab.data.dataset import sources
+from genlab.errors import GenlabError, check_choice, check_positive, choice_error, unknown_key_error
+from genlab.models import MODELS, model_options
+
+SCHEMA_VERSION = 1
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta", "adagrad")
+SCHEDULES = ("constant", "step", "exponential", "cosine")
+LOSSES = ("cross_entropy", "mse")
+AUGMENTATIONS = ("none", "shift")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Options of `genlab.train.train` — one loop; every regime is a setting here.
+
+    Schedules are functions of the epoch e (0-based): `step`: lr * lr_gamma ** (e // lr_step); `exponential`:
+    lr * lr_gamma ** e; `cosine`: lr * (1 + cos(pi e / epochs)) / 2. Gradient noise (Neelakantan et al.): after
+    clipping, each gradient gets N(0, sigma_t^2) with sigma_t^2 = noise_eta / (1 + t) ** noise_gamma, t the step.
+    Warm start: from epoch `switch_batch_epoch` on, batches have `switch_batch_size` examples. Optimizer switch:
+    from epoch `switch_optimizer_epoch` on, a fresh `switch_optimizer` with lr `switch_lr` (default: lr) is used.
+    Training stops after `epochs` epochs, after `max_steps` steps, or when train accuracy (full pass, eval mode,
+    checked at the end of each epoch) reaches `target_train_acc`.
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    epochs: int = 10
+    max_steps: int | None = None
+    schedule: str = "constant"
+    lr_step: int = 10
+    lr_gamma: float = 0.1
+    clip: float | None = None
+    target_train_acc: float | None = None
+    switch_batch_epoch: int | None = None
+    switch_batch_size: int | None = None
+    switch_optimizer_epoch: int | None = None
+    switch_optimizer: str | None = None
+    switch_lr: float | None = None
+    noise_eta: float = 0.0
+    noise_gamma: float = 0.55
+    loss: str = "cross_entropy"
+    augment: str = "none"
+    snapshot_every: int = 0
+    checkpoint_every: int = 1
+
+    def __post_init__(self) -> None:
+        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("train.schedule", self.schedule, SCHEDULES)
+        check_choice("train.loss", self.loss, LOSSES)
+        check_choice("train.augment", self.augment, AUGMENTATIONS)
+        if self.switch_optimizer is not None:
+            check_choice("train.switch_optimizer", self.switch_optimizer, OPTIMIZERS)
+        check_positive("train.lr", self.lr)
+        check_positive("train.batch_size", self.batch_size, integer=True)
+        check_positive("train.epochs", self.epochs, integer=True)
+        check_positive("train.lr_step", self.lr_step, integer=True)
+        check_positive("train.lr_gamma", self.lr_gamma)
+        check_positive("train.checkpoint_every", self.checkpoint_every, integer=True)
+        for name in ("momentum", "weight_decay", "noise_eta", "noise_gamma", "snapshot_every"):
+            check_positive(f"train.{name}", getattr(self, name), allow_zero=True, integer=name == "snapshot_every")
+        for name in ("max_steps", "clip", "switch_batch_size", "switch_lr"):
+            if getattr(self, name) is not None:
+                check_positive(
+                    f"train.{name}", getattr(self, name), integer=name in ("max_steps", "switch_batch_size")
+                )
+        for name in ("switch_batch_epoch", "switch_optimizer_epoch"):
+            if getattr(self, name) is not None:
+                check_positive(f"train.{name}", getattr(self, name), integer=True, allow_zero=True)
+        if self.target_train_acc is not None and not 0 < self.target_train_acc <= 1:
+            raise GenlabError(
+                f"train.target_train_acc: expected a fraction in (0, 1], got {self.target_train_acc!r}"
+            )
+        if (self.switch_batch_epoch is None) != (self.switch_batch_size is None):
+            raise GenlabError("train.switch_batch_epoch and train.switch_batch_size: set both or neither")
+        if (self.switch_optimizer_epoch is None) != (self.switch_optimizer is None):
+            raise GenlabError("train.switch_optimizer_epoch and train.switch_optimizer: set both or neither")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one training run. `seed` fixes x0 (the init) and the batch order."""
+
+    data: dict = field(default_factory=lambda: {"name": "digits"})
+    model: dict = field(default_factory=lambda: {"name": "mlp"})
+    train: TrainSpec = field(default_factory=TrainSpec)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_section("data", self.data, sources())
+        _check_section("model", self.model, {name: model_options(name) for name in MODELS})
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise GenlabError(f"seed: expected an integer >= 0, got {self.seed!r}")
+
+    def to_dict(self) -> dict:
+        return {
+            "data": dict(self.data),
+            "model": dict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "seed": self.seed,
+        }
+
+    @property
+    def run_id(self) -> str:
+        """Hash of the full spec and the schema version (12 hex digits)."""
+        canon = json.dumps({"schema": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+    def replace(self, **overrides: Any) -> RunSpec:
+        """A copy with dotted-key overrides, e.g. `spec.replace(**{"train.lr": 0.1, "seed": 2})`."""
+        return from_dict(self.to_dict(), overrides)
+
+
+def _check_section(section: str, value: object, accepted: dict[str, list[str]]) -> None:
+    if not isinstance(value, dict) or "name" not in value:
+        raise GenlabError(f"{section}: expected a mapping with a 'name' ({', '.join(sorted(accepted))})")
+    name = value["name"]
+    if name not in accepted:
+        raise choice_error(f"{section}.name", name, accepted)
+    for key in value:
+        if key != "name" and key not in accepted[name]:
+            raise unknown_key_error(f"{section}.{key}", name, accepted[name])
+
+
+def _coerce(field_name: str, raw: object, annotation: str) -> object:
+    """Check `raw` against a TrainSpec field annotation; ints are accepted where floats are expected."""
+    hint = typing.get_type_hints(TrainSpec)[field_name]
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if raw is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is bool and isinstance(raw, bool):
+            return raw
+        if kind is int and isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if kind is float and isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
+        if kind is str and isinstance(raw, str):
+            return raw
+    raise GenlabError(f"train.{field_name}: expected {annotation}, got {raw!r}")
+
+
+def parse_value(text: str) -> object:
+    """Parse an override's value as YAML (numbers, booleans, lists, null), falling back to the raw string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _set_dotted(tree: dict, key: str, value: object) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def from_dict(raw: dict, overrides: dict[str, object] | None = None) -> RunSpec:
+    """Build a validated RunSpec from nested plain data plus dotted-key overrides."""
+    if not isinstance(raw, dict):
+        raise GenlabError(f"spec: expected a mapping with data/model/train/seed, got {type(raw).__name__}")
+    tree = {"data": {"name": "digits"}, "model": {"name": "mlp"}, **json.loads(json.dumps(raw))}
+    for key, value in (overrides or {}).items():
+        _set_dotted(tree, key, value)
+    top = {"data", "model", "train", "seed"}
+    for key in tree:
+        if key not in top:
+            raise unknown_key_error(key, "a run spec", top)
+    train_raw = tree.get("train", {}) or {}
+    if not isinstance(train_raw, dict):
+        raise GenlabError("train: expected a mapping of training options")
+    fields = {f.name: f for f in dataclasses.fields(TrainSpec)}
+    kwargs = {}
+    for key, value in train_raw.items():
+        if key not in fields:
+            raise unknown_key_error(f"train.{key}", "train", fields)
+        kwargs[key] = _coerce(key, value, str(fields[key].type))
+    return RunSpec(data=tree["data"], model=tree["model"], train=TrainSpec(**kwargs), seed=tree.get("seed", 0))
+
+
+def load_spec(path: str | Path | None, sets: list[str] | None = None) -> RunSpec:
+    """A RunSpec from a YAML/JSON file (optional) and `key=value` override strings."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise GenlabError(f"spec: file {p} does not exist")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise GenlabError(f"spec: {p} is not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
+    overrides = {}
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise GenlabError(f"--set: expected key=value (e.g. train.lr=0.1), got {item!r}")
+        overrides[key.strip()] = parse_value(value)
+    return from_dict(raw, overrides)

@@ -1,0 +1,72 @@
+"""What a study is: presets, a plan of runs, an analysis, claims with verdicts, figures.
+
+A study subclasses `Study` and fills in `plan` (the runs to train for a preset), `analyze` (measurements per
+seed, from the trained runs and probes), `claims` (per-seed quantities handed to the shared verdict rule in
+`verdict.judge`) and `figures`. Studies never hard-code an outcome and never talk to the terminal; the runner
+(`genlab.runner`) trains the plan through an executor, calls these in order and writes the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genlab.errors import check_choice, check_positive
+from genlab.spec import RunSpec
+from genlab.store import Store
+from genlab.studies.verdict import Verdict
+from genlab.train import Run
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A preset: the default number of seeds, a one-line description, and the study's own knobs."""
+
+    seeds: int
+    description: str
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What `analyze` gets: the preset's knobs, the seeds, and the store holding the trained runs."""
+
+    preset: str
+    params: dict
+    seeds: int
+    store: Store
+
+    def run(self, spec: RunSpec) -> Run:
+        """The trained run for `spec` (trained now if the plan did not include it)."""
+        return self.store.get_or_train(spec)
+
+
+class Study:
+    """Base class; see the module docstring. Subclasses set the class attributes and the four methods."""
+
+    name: str = ""
+    title: str = ""
+    paper: str = ""
+    presets: dict[str, Preset] = {}  # noqa: RUF012 (class-level table, never mutated)
+
+    def preset(self, name: str) -> Preset:
+        check_choice("--preset", name, self.presets)
+        return self.presets[name]
+
+    def context(self, preset: str, seeds: int | None, store: Store) -> Context:
+        p = self.preset(preset)
+        n = p.seeds if seeds is None else seeds
+        check_positive("--seeds", n, integer=True)
+        return Context(preset=preset, params=dict(p.params), seeds=n, store=store)
+
+    def plan(self, ctx: Context) -> list[RunSpec]:
+        raise NotImplementedError
+
+    def analyze(self, ctx: Context) -> dict:
+        raise NotImplementedError
+
+    def claims(self, result: dict) -> list[Verdict]:
+        raise NotImplementedError
+
+    def figures(self, result: dict, outdir: Path) -> list[str]:
+        raise NotImplementedError
