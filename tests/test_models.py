@@ -21,6 +21,8 @@ from genlab.models import build, n_params
         ("keskar-c1", (1, 28, 28), {"channels": [8, 8], "dense": 32}),
         ("keskar-c1", (3, 32, 32), {"channels": [8, 8], "dense": 32}),
         ("vgg", (3, 32, 32), {"stages": [8, 16], "convs_per_stage": 1}),
+        ("small-alexnet", (3, 32, 32), {}),
+        ("small-alexnet", (1, 8, 8), {"channels": [8, 8], "dense": [16]}),
     ],
 )
 def test_builds_and_forward_shapes(name, shape, opts):

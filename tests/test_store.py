@@ -112,7 +112,7 @@ from conftest import tiny_spec
 from genlab.store import Store
 torch.set_num_threads(2)
 spec = tiny_spec(optimizer="adam", lr=0.01, epochs=12, noise_eta=0.01)
-Store({root!r}).get_or_train(spec, progress=lambda row: time.sleep(0.3))
+Store({root!r}, checkpoint_seconds=0).get_or_train(spec, progress=lambda row: time.sleep(0.3))
 """
 
 
@@ -136,3 +136,15 @@ def test_resume_after_kill_9_matches_uninterrupted(tmp_path):
     full = train(spec)
     assert all(torch.equal(full.final_state[k], resumed.final_state[k]) for k in full.final_state)
     assert len(resumed.history) == 12 and store.is_done(spec)
+
+
+def test_checkpoint_writes_are_throttled(tmp_path):
+    from genlab.store import _DirCheckpointer
+
+    ck = _DirCheckpointer(tmp_path / "last.pt", min_seconds=3600)
+    ck.save({"epoch": 1})
+    ck.save({"epoch": 2})
+    assert ck.load() == {"epoch": 1}
+    ck = _DirCheckpointer(tmp_path / "last.pt", min_seconds=0)
+    ck.save({"epoch": 3})
+    assert ck.load() == {"epoch": 3}

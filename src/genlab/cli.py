@@ -88,20 +88,25 @@ def cmd_list(args: argparse.Namespace) -> None:
         print(f"  {name}: {', '.join(model_options(name))}")
 
 
+def _exec_kwargs(args: argparse.Namespace) -> dict:
+    """The options `run` and `reproduce` share."""
+    return {
+        "preset": args.preset,
+        "seeds": args.seeds,
+        "out": _out(args),
+        "executor": args.executor,
+        "workers": args.workers,
+        "address": args.address,
+        "device": args.device,
+        "quiet": args.quiet,
+        "data_root": args.data_root,
+    }
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from genlab.runner import run_study
 
-    result = run_study(
-        args.study,
-        args.preset,
-        args.seeds,
-        _out(args),
-        args.executor,
-        args.workers,
-        args.address,
-        args.device,
-        args.quiet,
-    )
+    result = run_study(args.study, **_exec_kwargs(args))
     for c in result["claims"]:
         lo, hi = (_fmt(v) for v in c["ci"])
         print(f"{c['id']:<14} {c['verdict']:<14} effect {_fmt(c['effect'])}  CI [{lo}, {hi}]")
@@ -111,18 +116,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from genlab.runner import reproduce
 
-    index = reproduce(
-        args.preset,
-        _out(args),
-        args.seeds,
-        args.executor,
-        args.workers,
-        args.address,
-        args.device,
-        args.quiet,
-        args.only,
-    )
-    print(f"index: {index}")
+    print(f"index: {reproduce(only=args.only, **_exec_kwargs(args))}")
 
 
 def _positive_int(text: str) -> int:
@@ -140,6 +134,7 @@ def _add_exec(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=EXECUTORS, default="local", help="where runs train (default local)")
     p.add_argument("--workers", type=_positive_int, help="process-pool size (default: one per core)")
     p.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local Ray)")
+    p.add_argument("--data-root", help="folder with MNIST/CIFAR files, for `paper` presets")
 
 
 def parser() -> argparse.ArgumentParser:

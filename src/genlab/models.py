@@ -6,6 +6,7 @@ Networks used by the studies, all plain `nn.Sequential` stacks so that probes ca
 - `keskar-f1`: F1-like MLP with BatchNorm (Keskar et al.: 5 hidden layers of 512 for MNIST).
 - `keskar-c1`: C1-like shallow conv net (two conv+pool layers, then two dense layers, BatchNorm).
 - `vgg`: a VGG-like deep conv net for 32x32 inputs (Keskar's C3/C4 analogues).
+- `small-alexnet`: Zhang et al.'s small AlexNet for the randomization tests.
 
 Inits: `default` (PyTorch's), `he` (Kaiming normal, fan-in, ReLU gain), `normal` (N(0, init_std^2) for every
 weight, biases zero: the "Simple" init of Neelakantan et al.), `zero` (all weights and biases zero).
@@ -195,12 +196,39 @@ def vgg(
     return nn.Sequential(*layers)
 
 
+def small_alexnet(
+    input_shape: Sequence[int],
+    n_classes: int,
+    channels: Sequence[int] = (64, 64),
+    dense: Sequence[int] = (384, 192),
+    batchnorm: bool = False,
+) -> nn.Sequential:
+    """Zhang et al.'s small AlexNet: 2 x (conv 5x5, ReLU, max-pool 3x3/2, local response normalization), then
+    dense layers `dense` with ReLU and a linear classifier (LRN as in the TF CIFAR-10 tutorial: radius 4)."""
+    dims = _spatial(input_shape)
+    pool = nn.MaxPool2d if dims == 2 else nn.MaxPool1d
+    layers: list[nn.Module] = []
+    c_in, size = input_shape[0], list(input_shape[1:])
+    for c in channels:
+        layers += [*_conv_block(dims, c_in, c, 5, batchnorm, "relu"), pool(3, 2, padding=1)]
+        layers.append(nn.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0))
+        c_in, size = c, [(s + 1) // 2 for s in size]
+    fan_in = c_in * math.prod(size)
+    layers.append(nn.Flatten())
+    for w in dense:
+        layers += [nn.Linear(fan_in, w), nn.ReLU()]
+        fan_in = w
+    layers.append(nn.Linear(fan_in, n_classes))
+    return nn.Sequential(*layers)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
     "cnn": cnn,
     "keskar-f1": keskar_f1,
     "keskar-c1": keskar_c1,
     "vgg": vgg,
+    "small-alexnet": small_alexnet,
 }
 
 

@@ -56,6 +56,13 @@ def _claim_rows(claims: list[dict], study_link: str | None = None) -> str:
 _HEAD = "<tr><th>claim</th><th>text</th><th>verdict</th><th>effect</th><th>95% CI</th><th>measured</th></tr>"
 
 
+def _table(table: dict) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table["columns"])
+    rows = "".join("<tr>" + "".join(f"<td>{_num(v)}</td>" for v in row) + "</tr>" for row in table["rows"])
+    note = f"<p class='small'>{html.escape(table['note'])}</p>" if table.get("note") else ""
+    return f"<h3>{html.escape(table['title'])}</h3><table><tr>{head}</tr>{rows}</table>{note}"
+
+
 def write_study_page(result: dict, outdir: Path) -> Path:
     """Write `outdir/index.html` for one study's `result` (the content of its result.json)."""
     figs = "".join(f"<img src='{html.escape(f)}' alt='{html.escape(f)}'>" for f in result["figures"])
@@ -66,7 +73,9 @@ def write_study_page(result: dict, outdir: Path) -> Path:
         f" ({html.escape(result.get('preset_description', ''))}),"
         f" {result['seeds']} seeds, {len(result['runs'])} runs, {_num(result.get('seconds', math.nan))} s."
         f" Numbers: <a href='result.json'>result.json</a>. <a href='../index.html'>All studies</a></p>"
-        f"<h2>Claims</h2><table>{_HEAD}{_claim_rows(result['claims'])}</table><h2>Figures</h2>{figs}"
+        f"<h2>Claims</h2><table>{_HEAD}{_claim_rows(result['claims'])}</table>"
+        + "".join(_table(t) for t in result.get("tables", []))
+        + f"<h2>Figures</h2>{figs}"
     )
     path = outdir / "index.html"
     atomic_write_bytes(path, _page(result["study"], body))

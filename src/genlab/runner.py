@@ -29,12 +29,13 @@ def run_study(
     address: str | None = None,
     device: str = "cpu",
     quiet: bool = False,
+    data_root: str | None = None,
 ) -> dict:
     """Run study `name` with `preset` and return its result (also written to OUT/<name>/result.json)."""
     study = studies.get(name)
     out = Path(out)
     store = Store(out)
-    ctx = study.context(preset, seeds, store)
+    ctx = study.context(preset, seeds, store, data_root)
     start = time.perf_counter()
     specs = study.plan(ctx)
     todo = pending(specs, store)
@@ -54,6 +55,7 @@ def run_study(
         "seeds": ctx.seeds,
         "claims": [c.to_dict() for c in claims],
         "figures": figures,
+        "tables": study.tables(measurements),
         "runs": list(dict.fromkeys(s.run_id for s in specs)),
         "trained_now": len(todo),
         "seconds": time.perf_counter() - start,
@@ -76,10 +78,13 @@ def reproduce(
     device: str = "cpu",
     quiet: bool = False,
     only: list[str] | None = None,
+    data_root: str | None = None,
 ) -> Path:
     """Run every registered study (or those in `only`) and write OUT/index.html; returns its path."""
     names = only or list(studies.STUDIES)
     for n in names:
         studies.get(n).preset(preset)
-    results = [run_study(n, preset, seeds, out, executor, workers, address, device, quiet) for n in names]
+    results = [
+        run_study(n, preset, seeds, out, executor, workers, address, device, quiet, data_root) for n in names
+    ]
     return write_index(results, Path(out))

@@ -42,6 +42,7 @@ class TrainSpec:
     clipping, each gradient gets N(0, sigma_t^2) with sigma_t^2 = noise_eta / (1 + t) ** noise_gamma, t the step.
     Warm start: from epoch `switch_batch_epoch` on, batches have `switch_batch_size` examples. Optimizer switch:
     from epoch `switch_optimizer_epoch` on, a fresh `switch_optimizer` with lr `switch_lr` (default: lr) is used.
+    `augment="shift"` shifts each training example by up to `shift_pixels` per spatial axis (zero fill).
     Training stops after `epochs` epochs, after `max_steps` steps, or when train accuracy (full pass, eval mode,
     checked at the end of each epoch) reaches `target_train_acc`.
     """
@@ -68,6 +69,7 @@ class TrainSpec:
     noise_gamma: float = 0.55
     loss: str = "cross_entropy"
     augment: str = "none"
+    shift_pixels: int = 2
     snapshot_every: int = 0
     checkpoint_every: int = 1
 
@@ -84,6 +86,7 @@ class TrainSpec:
         check_positive("train.lr_step", self.lr_step, integer=True)
         check_positive("train.lr_gamma", self.lr_gamma)
         check_positive("train.checkpoint_every", self.checkpoint_every, integer=True)
+        check_positive("train.shift_pixels", self.shift_pixels, integer=True)
         for name in ("momentum", "weight_decay", "noise_eta", "noise_gamma", "snapshot_every"):
             check_positive(f"train.{name}", getattr(self, name), allow_zero=True, integer=name == "snapshot_every")
         for name in ("max_steps", "clip", "switch_batch_size", "switch_lr"):

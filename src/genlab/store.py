@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -58,23 +60,32 @@ def versions() -> dict:
 
 
 class _DirCheckpointer:
-    """The train loop's `Checkpointer` for one run folder."""
+    """The train loop's `Checkpointer` for one run folder; writes at most once per `min_seconds`.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    The loop offers its state every `train.checkpoint_every` epochs; short epochs would spend more time in
+    fsync than in training, so offers within `min_seconds` of the last write are skipped (the first is always
+    written). A kill loses at most that much work; the resumed result is the same either way.
+    """
+
+    def __init__(self, path: Path, min_seconds: float) -> None:
+        self.path, self.min_seconds, self.last = path, min_seconds, -math.inf
 
     def load(self) -> dict | None:
         return torch_load(self.path) if self.path.exists() else None
 
     def save(self, state: dict) -> None:
-        atomic_torch_save(self.path, state)
+        now = time.monotonic()
+        if now - self.last >= self.min_seconds:
+            atomic_torch_save(self.path, state)
+            self.last = now
 
 
 class Store:
     """Runs under one root folder (see the module docstring)."""
 
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
+    def __init__(self, root: str | os.PathLike | None = None, checkpoint_seconds: float = 10.0) -> None:
         self.root = Path(root) if root is not None else default_root()
+        self.checkpoint_seconds = checkpoint_seconds
 
     def run_dir(self, spec_or_id: RunSpec | str) -> Path:
         run_id = spec_or_id if isinstance(spec_or_id, str) else spec_or_id.run_id
@@ -102,7 +113,7 @@ class Store:
         atomic_write_json(d / "spec.json", {"run_id": spec.run_id, **spec.to_dict()})
         atomic_write_json(d / "versions.json", versions())
         atomic_write_json(d / "status.json", {"status": "running", "run_id": spec.run_id, "device": device})
-        ckpt = _DirCheckpointer(d / "checkpoints" / "last.pt")
+        ckpt = _DirCheckpointer(d / "checkpoints" / "last.pt", self.checkpoint_seconds)
         run = train(spec, callbacks=callbacks, checkpointer=ckpt, progress=progress, device=device)
         self.save(run, device)
         return run

@@ -235,7 +235,7 @@ def train(
             idx = perm[i : i + bs].to(device)
             x, y = data.x_train[idx], data.y_train[idx]
             if t.augment == "shift":
-                x = shift_augment(x, order_rng)
+                x = shift_augment(x, order_rng, t.shift_pixels)
             loss = batch_loss(model(x), y, t.loss)
             if not torch.isfinite(loss):
                 status, stop_reason, diverged_step = "diverged", "diverged", step + 1

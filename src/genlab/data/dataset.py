@@ -69,19 +69,25 @@ def _standardize(x_train: np.ndarray, x_test: np.ndarray, axis: tuple[int, ...])
     return (x_train - mean) / std, (x_test - mean) / std
 
 
-def _digits(test_fraction: float = 0.2, split_seed: int = 0) -> tuple[Arrays, int, str]:
+@functools.lru_cache(maxsize=4)
+def _digits_arrays(test_fraction: float, split_seed: int) -> Arrays:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < test_fraction < 1.0:
-        raise GenlabError(f"data.test_fraction: expected a number in (0, 1), got {test_fraction!r}")
     bunch = load_digits()
     x = bunch.data.astype(np.float64).reshape(-1, 1, 8, 8)
     y = bunch.target.astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=split_seed)
     x_tr, x_te = _standardize(x_tr, x_te, axis=(0,))
+    return x_tr, y_tr, x_te, y_te
+
+
+def _digits(test_fraction: float = 0.2, split_seed: int = 0) -> tuple[Arrays, int, str]:
+    if not 0.0 < test_fraction < 1.0:
+        raise GenlabError(f"data.test_fraction: expected a number in (0, 1), got {test_fraction!r}")
+    arrays = _digits_arrays(float(test_fraction), int(split_seed))
     desc = f"scikit-learn digits, 8x8 grey images, stratified split (test {test_fraction:g}, seed {split_seed})"
-    return (x_tr, y_tr, x_te, y_te), 10, desc
+    return arrays, 10, desc
 
 
 @functools.lru_cache(maxsize=4)

@@ -35,6 +35,7 @@ class Context:
     params: dict
     seeds: int
     store: Store
+    data_root: str | None = None
 
     def run(self, spec: RunSpec) -> Run:
         """The trained run for `spec` (trained now if the plan did not include it)."""
@@ -53,11 +54,11 @@ class Study:
         check_choice("--preset", name, self.presets)
         return self.presets[name]
 
-    def context(self, preset: str, seeds: int | None, store: Store) -> Context:
+    def context(self, preset: str, seeds: int | None, store: Store, data_root: str | None = None) -> Context:
         p = self.preset(preset)
         n = p.seeds if seeds is None else seeds
         check_positive("--seeds", n, integer=True)
-        return Context(preset=preset, params=dict(p.params), seeds=n, store=store)
+        return Context(preset=preset, params=dict(p.params), seeds=n, store=store, data_root=data_root)
 
     def plan(self, ctx: Context) -> list[RunSpec]:
         raise NotImplementedError
@@ -70,3 +71,7 @@ class Study:
 
     def figures(self, result: dict, outdir: Path) -> list[str]:
         raise NotImplementedError
+
+    def tables(self, result: dict) -> list[dict]:
+        """Tables for the report: `{"title", "columns", "rows"}` each (none by default)."""
+        return []
