@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/genlab reproduce --preset $(PRESET) --out $(OUT)
+	$(BIN)/genlab reproduce --preset $(PRESET) --out $(OUT) --executor process --workers 2
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest

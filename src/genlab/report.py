@@ -21,6 +21,14 @@ code{background:#f3f3f3;padding:0 3px}.small{color:#666;font-size:13px}
 """
 
 
+_RULE = (
+    "Verdict rule (shared by every study): each claim is a per-seed quantity oriented so that positive means "
+    "the claim holds (a paired difference, log ratio or margin); supported when the 95% Student-t interval of "
+    "its mean over seeds lies above the claim's threshold, not supported when it lies below, inconclusive "
+    "otherwise (and with fewer than two usable seeds)."
+)
+
+
 def _num(x: object) -> str:
     if isinstance(x, float):
         return "nan" if math.isnan(x) else f"{x:.4g}"
@@ -48,12 +56,15 @@ def _claim_rows(claims: list[dict], study_link: str | None = None) -> str:
             f"<tr>{study}<td><code>{html.escape(c['id'])}</code></td><td>{html.escape(c['text'])}</td>"
             f"<td class='{css}'>{html.escape(c['verdict'])}</td><td>{_num(c['effect'])}</td><td>{ci}</td>"
             f"<td class='small'>{html.escape(c.get('quantity', ''))}<br>per seed: {seeds}<br>"
-            f"{html.escape(c.get('detail', ''))}</td></tr>"
+            f"{html.escape(c.get('detail', ''))}</td><td class='small'>{html.escape(c.get('paper', ''))}</td></tr>"
         )
     return "".join(rows)
 
 
-_HEAD = "<tr><th>claim</th><th>text</th><th>verdict</th><th>effect</th><th>95% CI</th><th>measured</th></tr>"
+_HEAD = (
+    "<tr><th>claim</th><th>text</th><th>verdict</th><th>effect</th><th>95% CI</th><th>measured</th>"
+    "<th>the paper</th></tr>"
+)
 
 
 def _table(table: dict) -> str:
@@ -73,7 +84,7 @@ def write_study_page(result: dict, outdir: Path) -> Path:
         f" ({html.escape(result.get('preset_description', ''))}),"
         f" {result['seeds']} seeds, {len(result['runs'])} runs, {_num(result.get('seconds', math.nan))} s."
         f" Numbers: <a href='result.json'>result.json</a>. <a href='../index.html'>All studies</a></p>"
-        f"<h2>Claims</h2><table>{_HEAD}{_claim_rows(result['claims'])}</table>"
+        f"<h2>Claims</h2><p class='small'>{_RULE}</p><table>{_HEAD}{_claim_rows(result['claims'])}</table>"
         + "".join(_table(t) for t in result.get("tables", []))
         + f"<h2>Figures</h2>{figs}"
     )
@@ -97,10 +108,8 @@ def write_index(results: list[dict], out: Path) -> Path:
     )
     body = (
         "<h1>genlab — claims and verdicts</h1>"
-        f"<p>{summary}. Every verdict comes from runs trained for this page; the rule: supported when the 95% "
-        "CI of the per-seed effect lies above the claim's threshold, not supported when it lies below, "
-        f"inconclusive otherwise.</p><ul>{studies}</ul>"
-        f"<table><tr><th>study</th>{_HEAD[4:]}{rows}</table>"
+        f"<p>{summary}. Every verdict comes from runs trained for these pages. {_RULE}</p><ul>{studies}</ul>"
+        f"<table><tr><th>study</th>{_HEAD.removeprefix('<tr>')}{rows}</table>"
     )
     path = out / "index.html"
     atomic_write_bytes(path, _page("genlab", body))

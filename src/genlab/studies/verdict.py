@@ -35,6 +35,7 @@ class Verdict:
     detail: str = ""
     threshold: float = 0.0
     quantity: str = ""
+    paper: str = ""
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -61,9 +62,11 @@ def judge(
     quantity: str,
     threshold: float = 0.0,
     detail: str = "",
+    paper: str = "",
     **extra: object,
 ) -> Verdict:
-    """Apply the shared rule (module docstring) to per-seed values of `quantity`."""
+    """Apply the shared rule (module docstring) to per-seed values of `quantity`; `paper` says what the paper
+    measured, for the report."""
     values = [float(v) for v in per_seed]
     finite = [v for v in values if math.isfinite(v)]
     mean, lo, hi = mean_ci(finite)
@@ -89,5 +92,6 @@ def judge(
         detail="; ".join(notes),
         threshold=threshold,
         quantity=quantity,
+        paper=paper,
         extra=dict(extra),
     )
