@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from conftest import tiny_spec
-from genlab.train import Callback, add_gradient_noise, learning_rate, phase, shift_augment, train
+from genlab.train import (
+    Callback,
+    add_gradient_noise,
+    batch_loss,
+    learning_rate,
+    load_data,
+    phase,
+    shift_augment,
+    train,
+)
 
 
 class MemoryCheckpointer:
@@ -149,6 +158,23 @@ def test_stops_at_target_accuracy_and_max_steps():
     assert run.stop_reason == "target_train_acc" and run.history[-1]["train_acc"] >= 0.9 and len(run.history) < 50
     run = train(tiny_spec(epochs=50, max_steps=11))
     assert run.steps == 11 and run.stop_reason == "max_steps" and len(run.history) == 2
+
+
+def test_gradient_descent_stops_at_target_grad_norm():
+    spec = tiny_spec(batch_size=240, momentum=0.0, lr=0.5, epochs=3000, target_grad_norm=0.05)
+    run = train(spec)
+    assert run.stop_reason == "target_grad_norm" and run.steps == len(run.history) < 3000
+    assert run.history[-1]["grad_norm"] < 0.05 <= run.history[-2]["grad_norm"]
+    # full batch: the recorded norm is the gradient norm of the training loss at the point before the step
+    from genlab.store import model_from_state
+
+    before = train(tiny_spec(batch_size=240, momentum=0.0, lr=0.5, epochs=run.steps - 1))
+    data = load_data(spec)
+    model = model_from_state(spec, before.final_state, data).train()
+    loss = batch_loss(model(data.x_train), data.y_train, "cross_entropy")
+    loss.backward()
+    norm = float(torch.sqrt(sum((p.grad**2).sum() for p in model.parameters())))
+    assert norm == pytest.approx(run.history[-1]["grad_norm"], rel=1e-5)
 
 
 def test_shift_augment_moves_content_and_is_seeded():

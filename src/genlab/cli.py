@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from genlab import __version__, studies
@@ -119,6 +120,20 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     print(f"index: {reproduce(only=args.only, **_exec_kwargs(args))}")
 
 
+def cmd_probe(args: argparse.Namespace) -> None:
+    from genlab import probing
+
+    def say(line: str) -> None:
+        print(f"genlab probe: {line}", file=sys.stderr, flush=True)
+
+    opts = {k: v for k, v in vars(args).items() if k not in ("command", "fn", "probe", "quiet")}
+    out = getattr(probing, args.probe)(progress=None if args.quiet else say, **opts)
+    print("\n".join(out["summary"]))
+    print(f"{'cached' if out['cached'] else 'saved'}: {out['cache']}")
+    for path in out["figures"]:
+        print(f"figure: {path}")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -173,7 +188,58 @@ def parser() -> argparse.ArgumentParser:
     _add_exec(p)
     common(p)
     p.set_defaults(fn=cmd_reproduce)
+    _add_probe(sub)
     return top
+
+
+def _probe_option(p: argparse.ArgumentParser, flag: str, text: str, **kw) -> None:
+    """An option left out of the namespace when not given, so the probing function's default applies."""
+    p.add_argument(flag, default=argparse.SUPPRESS, help=text, **kw)
+
+
+def _add_probe(sub: argparse._SubParsersAction) -> None:
+    """`genlab probe NAME --run RUN_DIR ...`; unset options take the defaults of `genlab.probing.NAME`."""
+    p = sub.add_parser("probe", help="curvature and landscape probes of stored runs (cached in the run folder)")
+    probes = p.add_subparsers(dest="probe", required=True, parser_class=_Parser)
+    helps = {
+        "hessian": "top-k Hessian eigenvalues (Lanczos)",
+        "spectrum": "exact Hessian spectrum (small models)",
+        "density": "spectral density (SLQ), outliers, PNG",
+        "trace": "Hessian trace (Hutch++) +- standard error",
+        "sharpness": "Keskar et al.'s eps-sharpness",
+        "interpolate": "train/test loss from --run B to --run A and beyond, PNG",
+        "plane": "train/test loss on a random plane around --run A, PNG",
+        "barycentric": "train/test loss over the triangle of three runs, PNG",
+    }
+    for name, text in helps.items():
+        q = probes.add_parser(name, help=text)
+        q.set_defaults(fn=cmd_probe)
+        q.add_argument("--run", dest="runs", action="append", required=True, metavar="RUN_DIR", help="run folder")
+        q.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+        q.add_argument("--force", action="store_true", help="recompute, ignoring and overwriting the cache")
+        q.add_argument("--device", default="cpu", help="torch device (default cpu)")
+        opt = partial(_probe_option, q)
+        if name in ("hessian", "spectrum", "density", "trace", "sharpness"):
+            opt("--data", "train or test (default train)")
+        if name == "hessian":
+            opt("--k", "number of eigenvalues (default 5)", type=int)
+            opt("--which", "largest, smallest or magnitude (default largest)")
+        if name in ("density", "trace"):
+            opt("--n-probes", "random probe vectors (default 5 for density, 99 for trace)", type=int)
+        if name == "density":
+            opt("--lanczos-steps", "Lanczos steps per probe (default 64)", type=int)
+        if name == "sharpness":
+            opt("--eps", "box size (default 1e-3)", type=float)
+            opt("--subspace-dim", "random subspace dimension (default: the full space)", type=int)
+        if name in ("hessian", "density", "trace", "sharpness", "plane"):
+            opt("--seed", "random vectors / directions (default 0)", type=int)
+        if name in ("interpolate", "plane", "barycentric"):
+            default = {"interpolate": "31, points on [0, 1]", "plane": "51 per axis", "barycentric": "31 per edge"}
+            opt("--steps", f"grid points (default {default[name]})", type=int)
+            default = {"interpolate": "0.5 beyond each run", "plane": "1", "barycentric": "0 beyond each edge"}
+            opt("--extent", f"grid reach (default {default[name]})", type=float)
+        if name == "interpolate":
+            opt("--path", "linear or sine (default linear)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

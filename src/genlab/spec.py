@@ -42,6 +42,8 @@ class TrainSpec:
     clipping, each gradient gets N(0, sigma_t^2) with sigma_t^2 = noise_eta / (1 + t) ** noise_gamma, t the step.
     Warm start: from epoch `switch_batch_epoch` on, batches have `switch_batch_size` examples. Optimizer switch:
     from epoch `switch_optimizer_epoch` on, a fresh `switch_optimizer` with lr `switch_lr` (default: lr) is used.
+    `target_grad_norm` stops the run when the gradient norm of the epoch's last mini-batch (before clipping and
+    noise; the full-batch gradient when batch_size >= n_train, i.e. gradient descent) falls below it.
     `augment="shift"` shifts each training example by up to `shift_pixels` per spatial axis (zero fill).
     Training stops after `epochs` epochs, after `max_steps` steps, or when train accuracy (full pass, eval mode,
     checked at the end of each epoch) reaches `target_train_acc`.
@@ -60,6 +62,7 @@ class TrainSpec:
     lr_gamma: float = 0.1
     clip: float | None = None
     target_train_acc: float | None = None
+    target_grad_norm: float | None = None
     switch_batch_epoch: int | None = None
     switch_batch_size: int | None = None
     switch_optimizer_epoch: int | None = None
@@ -89,7 +92,7 @@ class TrainSpec:
         check_positive("train.shift_pixels", self.shift_pixels, integer=True)
         for name in ("momentum", "weight_decay", "noise_eta", "noise_gamma", "snapshot_every"):
             check_positive(f"train.{name}", getattr(self, name), allow_zero=True, integer=name == "snapshot_every")
-        for name in ("max_steps", "clip", "switch_batch_size", "switch_lr"):
+        for name in ("max_steps", "clip", "switch_batch_size", "switch_lr", "target_grad_norm"):
             if getattr(self, name) is not None:
                 check_positive(
                     f"train.{name}", getattr(self, name), integer=name in ("max_steps", "switch_batch_size")

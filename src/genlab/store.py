@@ -190,11 +190,16 @@ class Store:
             )
         return rows
 
-    def cached_probe(self, run_id: str, name: str, params: dict, compute: Callable[[], dict]) -> dict:
-        """The result of probe `name` with `params` on a run: read from the cache, or computed and cached."""
+    def cached_probe(
+        self, run_id: str, name: str, params: dict, compute: Callable[[], dict], force: bool = False
+    ) -> dict:
+        """The result of probe `name` with `params` on a run: read from the cache, or computed and cached.
+
+        force: compute again even if cached, and overwrite the cached file.
+        """
         key = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
         path = self.run_dir(run_id) / "probes" / f"{name}-{key}.json"
-        if path.exists():
+        if path.exists() and not force:
             return read_json(path)
         result = {"probe": name, "params": params, **compute()}
         atomic_write_json(path, result)

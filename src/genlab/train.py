@@ -173,6 +173,10 @@ def add_gradient_noise(
     return sigma
 
 
+def _grad_norm(model: nn.Module) -> float:
+    return float(torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in model.parameters() if p.grad is not None)))
+
+
 def _flat(model: nn.Module) -> Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().clone()
 
@@ -230,7 +234,7 @@ def train(
             group["lr"] = lr
         model.train()
         perm = torch.randperm(n, generator=order_rng)
-        running, seen = 0.0, 0
+        running, seen, grad_norm = 0.0, 0, math.nan
         for i in range(0, n, bs):
             idx = perm[i : i + bs].to(device)
             x, y = data.x_train[idx], data.y_train[idx]
@@ -242,6 +246,8 @@ def train(
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if i + bs >= n or (t.max_steps is not None and step + 1 >= t.max_steps):
+                grad_norm = _grad_norm(model)
             if t.clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), t.clip)
             if t.noise_eta > 0:
@@ -265,6 +271,8 @@ def train(
             status, stop_reason, diverged_step = "diverged", "diverged", step
         if status == "finished" and t.target_train_acc is not None and tr_acc >= t.target_train_acc:
             stop_reason = "target_train_acc"
+        if status == "finished" and t.target_grad_norm is not None and grad_norm < t.target_grad_norm:
+            stop_reason = "target_grad_norm"
         seconds += time.perf_counter() - start
         row = {
             "epoch": epoch,
@@ -277,6 +285,7 @@ def train(
             "train_acc": tr_acc,
             "test_loss": te_loss,
             "test_acc": te_acc,
+            "grad_norm": grad_norm,
             "seconds": seconds,
             "stop_reason": stop_reason if stop_reason != "epochs" else None,
         }

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from genlab.data import files
 from genlab.data.transforms import apply_transform
-from genlab.errors import GenlabError, check_positive, choice_error, unknown_key_error
+from genlab.errors import GenlabError, check_choice, check_positive, choice_error, unknown_key_error
 
 
 @dataclass(frozen=True)
@@ -117,14 +117,31 @@ def _mnist1d(n_train: int = 4000, n_test: int = 1000, seed: int = 42) -> tuple[A
 
 
 def _blobs(
-    n_classes: int = 2, dim: int = 10, n_train: int = 1000, n_test: int = 500, spread: float = 1.0, seed: int = 0
+    n_classes: int = 2,
+    dim: int = 10,
+    n_train: int = 1000,
+    n_test: int = 500,
+    spread: float = 1.0,
+    center_scale: float = 3.0,
+    layout: str = "random",
+    seed: int = 0,
 ) -> tuple[Arrays, int, str]:
-    """k Gaussian clusters: centers ~ N(0, I_d), points = center + spread * N(0, I_d)."""
+    """k Gaussian clusters, points = center + spread * N(0, I_d). Centers: `random` ~ N(0, center_scale^2 I_d);
+    `circle`: equally spaced on a circle of radius center_scale in the first two dimensions (a fixed geometry,
+    so that `spread` alone sets how hard the task is)."""
     for name, v in (("n_classes", n_classes), ("dim", dim), ("n_train", n_train), ("n_test", n_test)):
         check_positive(f"data.{name}", v, integer=True)
     check_positive("data.spread", spread)
+    check_positive("data.center_scale", center_scale)
+    check_choice("data.layout", layout, ("random", "circle"))
+    if layout == "circle" and dim < 2:
+        raise GenlabError(f"data.layout: circle needs dim >= 2, got dim={dim}")
     rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((n_classes, dim))
+    centers = center_scale * rng.standard_normal((n_classes, dim))
+    if layout == "circle":
+        angle = 2 * np.pi * np.arange(n_classes) / n_classes
+        centers = np.zeros((n_classes, dim))
+        centers[:, 0], centers[:, 1] = center_scale * np.cos(angle), center_scale * np.sin(angle)
 
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
         y = np.arange(n) % n_classes
