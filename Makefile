@@ -24,7 +24,7 @@ reproduce: $(STAMP)
 	$(BIN)/genlab reproduce --preset $(PRESET) --out $(OUT) --executor process --workers 2
 
 test: $(STAMP)
-	OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -10,7 +10,9 @@ from genlab.spec import RunSpec, TrainSpec
 
 @pytest.fixture(autouse=True)
 def _threads():
-    torch.set_num_threads(2)
+    """One torch thread: the test models are tiny (threads only add synchronization), and a second thread
+    oversubscribes a 2-core machine that runs anything else."""
+    torch.set_num_threads(1)
 
 
 def tiny_spec(seed: int = 0, **train: object) -> RunSpec:

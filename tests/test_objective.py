@@ -10,14 +10,7 @@ from torch.func import functional_call, hessian
 from genlab.errors import GenlabError
 from genlab.probes import Objective
 
-torch.set_num_threads(1)
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    """Overrides conftest's 2 threads: these products are tiny, and 2 threads thrash on a shared 2-core box."""
-    torch.set_num_threads(1)
 
 
 def mlp(seed=0):

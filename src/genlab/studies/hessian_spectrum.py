@@ -67,6 +67,7 @@ class HessianSpectrumStudy(Study):
                 "digits_steps": 10,
                 "real_epochs": 1,
                 "inits": 5,
+                "digits_widths": [4],
                 "slq": (2, 16),
                 "n_train": 200,
                 "real": {"name": "digits", "train_subset": 300},
@@ -83,6 +84,7 @@ class HessianSpectrumStudy(Study):
                 "digits_steps": 500,
                 "real_epochs": 15,
                 "inits": 100,
+                "digits_widths": [20],
                 "slq": (5, 64),
                 "n_train": 1000,
                 "real": {"name": "digits"},
@@ -99,6 +101,7 @@ class HessianSpectrumStudy(Study):
                 "digits_steps": 5000,
                 "real_epochs": 20,
                 "inits": 5000,
+                "digits_widths": [20],
                 "slq": (10, 100),
                 "n_train": 1000,
                 "real": {"name": "mnist"},
@@ -131,7 +134,8 @@ class HessianSpectrumStudy(Study):
 
     def digits_spec(self, ctx: Context, seed: int) -> RunSpec:
         train = TrainSpec(optimizer="sgd", lr=0.5, batch_size=1437, epochs=ctx.params["digits_steps"])
-        return RunSpec(data={"name": "digits"}, model={"name": "mlp", "widths": [20]}, train=train, seed=seed)
+        model = {"name": "mlp", "widths": ctx.params["digits_widths"]}
+        return RunSpec(data={"name": "digits"}, model=model, train=train, seed=seed)
 
     def real_specs(self, ctx: Context, seed: int) -> dict[str, RunSpec]:
         data = dict(ctx.params["real"])

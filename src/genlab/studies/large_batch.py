@@ -58,22 +58,23 @@ class LargeBatchStudy(Study):
     presets = {  # noqa: RUF012
         "smoke": Preset(
             2,
-            "digits subset (300), MLP 32-32, 3 epochs, tiny probes (seconds; for tests)",
+            "digits subset (200), MLP 16, 2 epochs, 3 L-BFGS-B iterations (seconds; for tests)",
             {
                 "setups": [
                     {
                         **_DIGITS_MLP,
-                        "data": {"name": "digits", "train_subset": 300},
-                        "model": {"name": "mlp", "widths": [32, 32]},
+                        "data": {"name": "digits", "train_subset": 200},
+                        "model": {"name": "mlp", "widths": [16]},
                     }
                 ],
                 "sb": 8,
-                "epochs": 3,
+                "epochs": 2,
                 "warm": [1],
-                "sweep": [16, 64],
-                "snapshots": 3,
-                "slq": (2, 12),
+                "sweep": [64],
+                "snapshots": 2,
+                "slq": (2, 8),
                 "lr": 1e-3,
+                "sharpness_iter": 3,
             },
         ),
         "quick": Preset(
@@ -171,12 +172,13 @@ class LargeBatchStudy(Study):
     def minimizer(self, ctx: Context, run: Run, full: bool) -> dict:
         """Sharpness (and, if `full`, eigenvalues and SLQ) at the run's final point; cached in the store."""
         n_probes, steps = ctx.params["slq"]
+        iters = ctx.params["sharpness_iter"]
 
         def compute() -> dict:
             obj = self.objectives(run, run.final_state)[0]
             out = {"loss": obj.loss(obj.params()), "phi": {}}
             for eps, dim in SHARPNESS if full else SHARPNESS[:1]:
-                out["phi"][f"{eps:g}/{dim or 'full'}"] = eps_sharpness(obj, eps, subspace_dim=dim, seed=0).phi
+                out["phi"][f"{eps:g}/{dim or 'full'}"] = eps_sharpness(obj, eps, dim, iters).phi
             if full:
                 top = top_eigenvalues(obj, k=5)
                 dens = spectral_density(obj, n_probes=n_probes, lanczos_steps=steps)
@@ -190,10 +192,12 @@ class LargeBatchStudy(Study):
                 )
             return out
 
-        params = {"sharpness": [list(s) for s in SHARPNESS], "slq": [n_probes, steps], "full": full}
+        params = {"sharpness": [list(s) for s in SHARPNESS], "slq": [n_probes, steps], "full": full, "iter": iters}
         return ctx.store.cached_probe(run.spec.run_id, "large-batch-minimizer", params, compute)
 
     def trajectory(self, ctx: Context, run: Run) -> dict:
+        iters = ctx.params["sharpness_iter"]
+
         def compute() -> dict:
             obj = self.objectives(run, run.final_state)[0]
             rows = []
@@ -203,13 +207,15 @@ class LargeBatchStudy(Study):
                     {
                         "step": step,
                         "loss": obj.loss(theta),
-                        "phi": eps_sharpness(obj, 1e-3, theta=theta).phi,
+                        "phi": eps_sharpness(obj, 1e-3, max_iter=iters, theta=theta).phi,
                         "lambda_max": float(top_eigenvalues(obj, k=1, theta=theta).eigenvalues[0]),
                     }
                 )
             return {"rows": rows}
 
-        return ctx.store.cached_probe(run.spec.run_id, "large-batch-trajectory", {"eps": 1e-3}, compute)
+        return ctx.store.cached_probe(
+            run.spec.run_id, "large-batch-trajectory", {"eps": 1e-3, "iter": iters}, compute
+        )
 
     def paths(self, ctx: Context, sb: Run, lb: Run) -> dict:
         def compute() -> dict:

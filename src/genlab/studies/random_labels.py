@@ -92,10 +92,10 @@ class RandomLabelsStudy(Study):
     presets = {  # noqa: RUF012
         "smoke": Preset(
             2,
-            "digits, 120 train examples, 2 seeds, 10-epoch budget (seconds; for tests)",
+            "digits, 60 train examples, 2 seeds, 4-epoch budget (seconds; for tests)",
             {
-                "data": {"name": "digits", "train_subset": 120},
-                "epochs": 10,
+                "data": {"name": "digits", "train_subset": 60},
+                "epochs": 4,
                 "lr": 0.05,
                 "decay": 0.995,
                 "shift": 1,
