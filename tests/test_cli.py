@@ -93,7 +93,7 @@ def test_run_and_reproduce_demo_smoke(tmp_path, capsys):
     finals = [read_json(tmp_path / r / "history.json")[-1]["test_acc"] for r in result["runs"]]
     assert gap["per_seed"] == pytest.approx([finals[0] - finals[1], finals[2] - finals[3]])
     # reproduce reuses the runs and writes the index
-    assert main(["reproduce", "--preset", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["reproduce", "--preset", "smoke", "--only", "demo", "--out", str(tmp_path), "--quiet"]) == 0
     assert read_json(tmp_path / "demo" / "result.json")["trained_now"] == 0
     index = (tmp_path / "index.html").read_text()
     assert "DEMO-gap" in index and "demo/index.html" in index

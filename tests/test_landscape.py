@@ -362,3 +362,17 @@ def test_figures(tmp_path, nets):
         assert f.exists() and f.stat().st_size > 1000
     with pytest.raises(GenlabError):
         plots.plot_contour(ip, tmp_path / "x.png")
+
+
+def test_log_scale_figures_survive_zero_losses(tmp_path):
+    """float32 cross-entropy can underflow to exactly 0; log-scale contours must still draw."""
+    from genlab.probes.landscape import Landscape
+
+    a = np.linspace(0, 1, 5)
+    loss = np.ones((5, 5))
+    loss[0, 0] = 0.0
+    loss[1, 1] = np.nan
+    res = Landscape("barycentric", {"a": a, "b": a}, loss, loss, None, None, "eval", "interpolate")
+    assert plots.plot_barycentric(res, tmp_path / "b.png").exists()
+    res = Landscape("bilinear", {"u": a, "v": a}, loss, loss, None, None, "eval", "interpolate")
+    assert plots.plot_bilinear(res, tmp_path / "s.png").exists()

@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
         args.fn(args)
     except GenlabError as exc:
-        print(f"genlab: error: {str(exc).splitlines()[0] if str(exc) else exc!r}", file=sys.stderr)
+        print(f"genlab: error: {(str(exc).splitlines() or [repr(exc)])[0]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genlab: interrupted; finished runs and checkpoints are kept, run again to resume", file=sys.stderr)

@@ -89,6 +89,13 @@ def _panels(result: Landscape, projection: str | None = None):
     return fig, list(zip(axes[0], sets, strict=True))
 
 
+def _log_safe(values: np.ndarray) -> np.ndarray:
+    """Losses for a log color scale: entries <= 0 (float32 underflow) become the smallest positive value."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    floor = positive.min() if len(positive) else 1e-12
+    return np.where(np.isfinite(values) & (values <= 0), floor, values)
+
+
 def _levels(values: np.ndarray, n: int = 25) -> np.ndarray:
     finite = values[np.isfinite(values) & (values > 0)]
     if len(finite) == 0 or finite.min() == finite.max():
@@ -102,6 +109,7 @@ def plot_contour(result: Landscape, path, filled: bool = False, levels: int = 25
     x, y = result.axes["x"], result.axes["y"]
     fig, panels = _panels(result)
     for ax, (name, loss, _) in panels:
+        loss = _log_safe(loss)
         lv = _levels(loss, levels)
         draw = ax.contourf if filled else ax.contour
         cs = draw(x, y, loss.T, levels=lv, norm=LogNorm() if lv[0] > 0 else None, cmap="viridis")
@@ -155,6 +163,7 @@ def plot_barycentric(result: Landscape, path, levels: int = 25) -> Path:
     ga, gb = np.meshgrid(result.axes["a"], result.axes["b"], indexing="ij")
     fig, panels = _panels(result)
     for ax, (name, loss, _) in panels:
+        loss = _log_safe(loss)
         ok = np.isfinite(loss)
         a, b = ga[ok], gb[ok]
         xy = a[:, None] * _CORNERS[0] + b[:, None] * _CORNERS[1] + (1 - a - b)[:, None] * _CORNERS[2]
@@ -176,6 +185,7 @@ def plot_bilinear(result: Landscape, path, levels: int = 25) -> Path:
     u, v = result.axes["u"], result.axes["v"]
     fig, panels = _panels(result)
     for ax, (name, loss, _) in panels:
+        loss = _log_safe(loss)
         lv = _levels(loss, levels)
         cs = ax.contourf(u, v, loss.T, levels=lv, norm=LogNorm() if lv[0] > 0 else None)
         fig.colorbar(cs, ax=ax)
