@@ -194,3 +194,10 @@ def test_mse_loss_and_snapshots():
     assert run.snapshot_steps == [0, 4, 8, 12, 16] and run.snapshots.shape[0] == 5
     flat_final = torch.cat([v.flatten() for k, v in run.final_state.items()])
     assert torch.equal(run.snapshots[-1], flat_final)
+
+
+def test_eval_every_thins_the_history_but_not_the_training():
+    full, thin = train(tiny_spec(epochs=7)), train(tiny_spec(epochs=7, eval_every=3))
+    assert [r["epoch"] for r in thin.history] == [3, 6, 7]
+    assert same_state(full.final_state, thin.final_state)
+    assert thin.history[-1]["train_loss"] == full.history[-1]["train_loss"]

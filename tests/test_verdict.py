@@ -35,3 +35,12 @@ def test_rule(values, threshold, verdict):
     assert {"id", "text", "verdict", "effect", "ci", "per_seed", "detail"} <= d.keys()
     if any(math.isnan(x) for x in values):
         assert "not finite" in v.detail
+
+
+def test_every_preset_of_a_study_sets_the_same_knobs():
+    from genlab.studies import STUDIES
+
+    for study in STUDIES.values():
+        assert set(study.presets) == {"smoke", "quick", "paper"}, study.name
+        keys = {name: set(p.params) for name, p in study.presets.items()}
+        assert keys["smoke"] == keys["quick"] == keys["paper"], (study.name, keys)

@@ -44,7 +44,9 @@ class TrainSpec:
     from epoch `switch_optimizer_epoch` on, a fresh `switch_optimizer` with lr `switch_lr` (default: lr) is used.
     `target_grad_norm` stops the run when the gradient norm of the epoch's last mini-batch (before clipping and
     noise; the full-batch gradient when batch_size >= n_train, i.e. gradient descent) falls below it.
-    `augment="shift"` shifts each training example by up to `shift_pixels` per spatial axis (zero fill).
+    The full train and test sets are evaluated (a history row) every `eval_every` epochs, at the end, and every
+    epoch when `target_train_acc` is set. `augment="shift"` shifts each training example by up to
+    `shift_pixels` per spatial axis (zero fill).
     Training stops after `epochs` epochs, after `max_steps` steps, or when train accuracy (full pass, eval mode,
     checked at the end of each epoch) reaches `target_train_acc`.
     """
@@ -75,6 +77,7 @@ class TrainSpec:
     shift_pixels: int = 2
     snapshot_every: int = 0
     checkpoint_every: int = 1
+    eval_every: int = 1
 
     def __post_init__(self) -> None:
         check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -89,6 +92,7 @@ class TrainSpec:
         check_positive("train.lr_step", self.lr_step, integer=True)
         check_positive("train.lr_gamma", self.lr_gamma)
         check_positive("train.checkpoint_every", self.checkpoint_every, integer=True)
+        check_positive("train.eval_every", self.eval_every, integer=True)
         check_positive("train.shift_pixels", self.shift_pixels, integer=True)
         for name in ("momentum", "weight_decay", "noise_eta", "noise_gamma", "snapshot_every"):
             check_positive(f"train.{name}", getattr(self, name), allow_zero=True, integer=name == "snapshot_every")

@@ -265,33 +265,37 @@ def train(
                 stop_reason = "max_steps"
                 break
         epoch += 1
-        tr_loss, tr_acc = evaluate(model, data.x_train, data.y_train, t.loss)
-        te_loss, te_acc = evaluate(model, data.x_test, data.y_test, t.loss)
-        if status == "finished" and not math.isfinite(tr_loss):
-            status, stop_reason, diverged_step = "diverged", "diverged", step
-        if status == "finished" and t.target_train_acc is not None and tr_acc >= t.target_train_acc:
-            stop_reason = "target_train_acc"
         if status == "finished" and t.target_grad_norm is not None and grad_norm < t.target_grad_norm:
             stop_reason = "target_grad_norm"
         seconds += time.perf_counter() - start
-        row = {
-            "epoch": epoch,
-            "step": step,
-            "lr": lr,
-            "batch_size": bs,
-            "optimizer": opt_name,
-            "batch_loss": running / seen if seen else float("nan"),
-            "train_loss": tr_loss,
-            "train_acc": tr_acc,
-            "test_loss": te_loss,
-            "test_acc": te_acc,
-            "grad_norm": grad_norm,
-            "seconds": seconds,
-            "stop_reason": stop_reason if stop_reason != "epochs" else None,
-        }
-        history.append(row)
-        if progress:
-            progress(row)
+        last = stop_reason != "epochs" or epoch == t.epochs
+        if epoch % t.eval_every == 0 or last or t.target_train_acc is not None:
+            start = time.perf_counter()
+            tr_loss, tr_acc = evaluate(model, data.x_train, data.y_train, t.loss)
+            te_loss, te_acc = evaluate(model, data.x_test, data.y_test, t.loss)
+            if status == "finished" and not math.isfinite(tr_loss):
+                status, stop_reason, diverged_step = "diverged", "diverged", step
+            if status == "finished" and t.target_train_acc is not None and tr_acc >= t.target_train_acc:
+                stop_reason = "target_train_acc"
+            seconds += time.perf_counter() - start
+            row = {
+                "epoch": epoch,
+                "step": step,
+                "lr": lr,
+                "batch_size": bs,
+                "optimizer": opt_name,
+                "batch_loss": running / seen if seen else float("nan"),
+                "train_loss": tr_loss,
+                "train_acc": tr_acc,
+                "test_loss": te_loss,
+                "test_acc": te_acc,
+                "grad_norm": grad_norm,
+                "seconds": seconds,
+                "stop_reason": stop_reason if stop_reason != "epochs" else None,
+            }
+            history.append(row)
+            if progress:
+                progress(row)
         if stop_reason != "epochs":
             break
         if checkpointer and (epoch % t.checkpoint_every == 0 or epoch == t.epochs):

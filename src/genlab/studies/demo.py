@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
 from genlab.spec import RunSpec, TrainSpec
 from genlab.studies.base import Context, Preset, Study
+from genlab.studies.figures import save_figure
 from genlab.studies.verdict import Verdict, judge
 
 
@@ -99,8 +97,4 @@ class DemoStudy(Study):
         ax2.set(
             xlabel="SB final test accuracy", ylabel="LB final test accuracy", title="per seed (below: LB worse)"
         )
-        fig.tight_layout()
-        path = outdir / "demo-accuracy.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path.name]
+        return [save_figure(fig, outdir, "demo-accuracy.png")]

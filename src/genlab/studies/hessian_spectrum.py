@@ -12,26 +12,24 @@ Rules, applied the same way everywhere (lambda_max: the largest eigenvalue of th
 - outliers: the eigenvalues above 5% of lambda_max (for SLQ: n_params x the estimated mass above it);
 - negative eigenvalues: lambda < -1e-6 lambda_max ("small" when above -0.1 lambda_max).
 Claims (STUDIES.md): HS-bulk, HS-outliers, HS-data, HS-neg, HS-real. The top eigenvalue at random inits is
-sampled over `inits` initial points (the paper used 5,000; `quick` uses 100).
+sampled over `inits` initial points (the paper used 5,000; `quick` uses 50).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from scipy import stats
 
 from genlab.probes import Objective, full_spectrum, spectral_density, top_eigenvalues
 from genlab.spec import RunSpec, TrainSpec
 from genlab.store import model_from_state
 from genlab.studies.base import Context, Preset, Study
+from genlab.studies.figures import save_figure
 from genlab.studies.verdict import Verdict, judge
+from genlab.studies.verdict import spearman as rho
 from genlab.train import Run, build_model, load_data
 
 BULK_TAU, SLQ_BULK_TAU, OUTLIER_TAU, NEG_TAU = 1e-3, 1e-2, 0.05, 1e-6
@@ -76,16 +74,16 @@ class HessianSpectrumStudy(Study):
         ),
         "quick": Preset(
             3,
-            "3 seeds, widths 2-18, 1000 GD steps, 100 inits, SLQ on an 85k MLP and a CNN",
+            "3 seeds, widths 2-18, 600 GD steps, 50 inits, SLQ on an 85k MLP and a CNN",
             {
                 "widths": [2, 6, 10, 14, 18],
                 "spreads": [0.5, 1.0, 1.5, 2.0],
-                "steps": 1000,
-                "digits_steps": 500,
-                "real_epochs": 15,
-                "inits": 100,
+                "steps": 600,
+                "digits_steps": 300,
+                "real_epochs": 10,
+                "inits": 50,
                 "digits_widths": [20],
-                "slq": (5, 64),
+                "slq": (5, 48),
                 "n_train": 1000,
                 "real": {"name": "digits"},
                 "nets": _REAL_NETS,
@@ -123,7 +121,15 @@ class HessianSpectrumStudy(Study):
             "layout": "circle",
             "center_scale": 2.0,
         }
-        train = TrainSpec(optimizer="sgd", lr=1.0, batch_size=n, epochs=ctx.params["steps"], target_grad_norm=1e-4)
+        steps = ctx.params["steps"]
+        train = TrainSpec(
+            optimizer="sgd",
+            lr=1.0,
+            batch_size=n,
+            epochs=steps,
+            target_grad_norm=1e-4,
+            eval_every=max(1, steps // 20),
+        )
         return RunSpec(data=data, model={"name": "mlp", "widths": [h, h]}, train=train, seed=seed)
 
     def blob_configs(self, ctx: Context) -> list[tuple[int, float, int]]:
@@ -133,7 +139,8 @@ class HessianSpectrumStudy(Study):
         return configs + [(4, s, mid) for s in ctx.params["spreads"] if (4, s, mid) not in configs]
 
     def digits_spec(self, ctx: Context, seed: int) -> RunSpec:
-        train = TrainSpec(optimizer="sgd", lr=0.5, batch_size=1437, epochs=ctx.params["digits_steps"])
+        steps = ctx.params["digits_steps"]
+        train = TrainSpec(optimizer="sgd", lr=0.5, batch_size=1437, epochs=steps, eval_every=max(1, steps // 20))
         model = {"name": "mlp", "widths": ctx.params["digits_widths"]}
         return RunSpec(data={"name": "digits"}, model=model, train=train, seed=seed)
 
@@ -241,10 +248,6 @@ class HessianSpectrumStudy(Study):
         seeds, blobs = range(result["seeds"]), result["blobs"]
         width_cells = [c for c in blobs.values() if c[0]["spread"] == 1.0]
 
-        def rho(x: list, y: list) -> float:
-            r = stats.spearmanr(x, y)[0]
-            return float(r) if np.isfinite(r) else 0.0
-
         bulk_rho = [
             rho([c[s]["width"] for c in width_cells], [c[s]["final"]["bulk_share"] for c in width_cells])
             for s in seeds
@@ -342,7 +345,7 @@ class HessianSpectrumStudy(Study):
                 ax.set_xlabel("eigenvalue", fontsize=8)
         axes[0][0].set_ylabel("count (log)")
         axes[1][0].set_ylabel("count (log)")
-        names.append(_save(fig, outdir, "hs-spectra-by-width.png"))
+        names.append(save_figure(fig, outdir, "hs-spectra-by-width.png"))
 
         fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 3.8))
         seeds = range(result["seeds"])
@@ -381,7 +384,7 @@ class HessianSpectrumStudy(Study):
             ylabel="count",
             title=f"top eigenvalue over {len(result['init_lambda_max'])} random inits",
         )
-        names.append(_save(fig, outdir, "hs-outliers-spread-init.png"))
+        names.append(save_figure(fig, outdir, "hs-outliers-spread-init.png"))
 
         fig, axes = plt.subplots(1, len(result["real"]), figsize=(6 * len(result["real"]), 3.6), squeeze=False)
         for ax, (name, runs) in zip(axes[0], result["real"].items(), strict=True):
@@ -393,12 +396,5 @@ class HessianSpectrumStudy(Study):
                 ylabel="density (log)",
                 ylim=(1e-8, None),
             )
-        names.append(_save(fig, outdir, "hs-slq-density.png"))
+        names.append(save_figure(fig, outdir, "hs-slq-density.png"))
         return names
-
-
-def _save(fig: plt.Figure, outdir: Path, name: str) -> str:
-    fig.tight_layout()
-    fig.savefig(outdir / name, dpi=100)
-    plt.close(fig)
-    return name

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 from genlab.probes import Objective, eps_sharpness, spectral_density, top_eigenvalues
 from genlab.probes.landscape import interpolate
@@ -39,10 +38,12 @@ from genlab.store import model_from_state
 from genlab.studies.base import Context, Preset, Study
 from genlab.studies.large_batch_figures import draw_figures
 from genlab.studies.verdict import Verdict, judge
+from genlab.studies.verdict import spearman as rho
 from genlab.train import Run, batch_loss, load_data
 
 SHARPNESS = [(1e-3, None), (5e-4, None), (1e-3, 100), (5e-4, 100)]  # (eps, subspace dim)
 STEEP_TAU, RISE_STEP = 1e-2, 0.25
+PHI_FLOOR = 1e-6  # log ratios count values below this (e.g. a phi of exactly 0: no ascent found) as this
 
 _DIGITS_MLP = {"name": "digits", "data": {"name": "digits"}, "model": {"name": "mlp", "widths": [256, 256]}}
 _PAPER = [
@@ -89,6 +90,7 @@ class LargeBatchStudy(Study):
                 "snapshots": 10,
                 "slq": (5, 40),
                 "lr": 1e-3,
+                "sharpness_iter": 10,
             },
         ),
         "paper": Preset(
@@ -103,6 +105,7 @@ class LargeBatchStudy(Study):
                 "snapshots": 10,
                 "slq": (10, 80),
                 "lr": 1e-3,
+                "sharpness_iter": 10,
             },
         ),
     }
@@ -290,7 +293,7 @@ class LargeBatchStudy(Study):
             )
 
         def log_ratio(a: float, b: float) -> float:
-            return math.log10(max(a, 1e-12) / max(b, 1e-12))
+            return math.log10(max(a, PHI_FLOOR) / max(b, PHI_FLOOR))
 
         def rise(c: dict, path: str, side: str) -> float:
             p = c["paths"][path]
@@ -443,9 +446,3 @@ def flat(state: dict) -> torch.Tensor:
 
 def _is_buffer(key: str) -> bool:
     return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
-
-
-def rho(x: list, y: list) -> float:
-    """Spearman correlation; 0 when undefined (constant input)."""
-    r = stats.spearmanr(x, y)[0]
-    return float(r) if np.isfinite(r) else 0.0

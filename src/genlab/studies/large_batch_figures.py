@@ -5,18 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-
-def _save(fig: plt.Figure, outdir: Path, name: str) -> str:
-    fig.tight_layout()
-    fig.savefig(outdir / name, dpi=100)
-    plt.close(fig)
-    return name
+from genlab.studies.figures import save_figure
 
 
 def draw_figures(result: dict, outdir: Path) -> list[str]:
@@ -45,7 +37,7 @@ def draw_figures(result: dict, outdir: Path) -> list[str]:
             acc_ax.set_ylabel("accuracy")
             lines = ax.get_lines()[:2] + acc_ax.get_lines()
             ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper center")
-        names.append(_save(fig, outdir, f"lb-parametric-{tag}.png"))
+        names.append(save_figure(fig, outdir, f"lb-parametric-{tag}.png"))
 
         fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
         keys = list(c0["SB"]["phi"])
@@ -99,7 +91,7 @@ def draw_figures(result: dict, outdir: Path) -> list[str]:
             title="sharpness along the iterates (Fig. 6)",
         )
         axes[2].legend()
-        names.append(_save(fig, outdir, f"lb-sharpness-{tag}.png"))
+        names.append(save_figure(fig, outdir, f"lb-sharpness-{tag}.png"))
 
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
         ks = [0, *result["warm"], result["epochs"]]
@@ -141,5 +133,5 @@ def draw_figures(result: dict, outdir: Path) -> list[str]:
             xscale="log", xlabel="batch size", ylabel="test accuracy (green)", title="batch-size sweep (Fig. 4)"
         )
         ax3.set_ylabel("phi (purple)")
-        names.append(_save(fig, outdir, f"lb-warm-sweep-{tag}.png"))
+        names.append(save_figure(fig, outdir, f"lb-warm-sweep-{tag}.png"))
     return names

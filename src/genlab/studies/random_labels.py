@@ -21,17 +21,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy import stats
 
 from genlab.errors import GenlabError
 from genlab.spec import RunSpec, TrainSpec
 from genlab.studies.base import Context, Preset, Study
-from genlab.studies.verdict import Verdict, judge
+from genlab.studies.figures import save_figure
+from genlab.studies.verdict import Verdict, judge, spearman
 
 P_LEVELS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 INPUT_TRANSFORMS = ("shuffled-pixels", "random-pixels", "gaussian")
@@ -199,7 +196,7 @@ class RandomLabelsStudy(Study):
 
         worst_chance_gap = [max(abs(acc(m, "p=1", s) - chance) for m in models) for s in seeds]
         rho = [
-            stats.spearmanr(P_LEVELS * len(models), [acc(m, f"p={p:g}", s) for m in models for p in P_LEVELS])[0]
+            spearman(P_LEVELS * len(models), [acc(m, f"p={p:g}", s) for m in models for p in P_LEVELS])
             for s in seeds
         ]
         p_curve = {m: [float(np.mean([acc(m, f"p={p:g}", s) for s in seeds])) for p in P_LEVELS] for m in models}
@@ -330,7 +327,7 @@ class RandomLabelsStudy(Study):
                 ax.plot(run["curve_steps"], run["curve_train_loss"], label=label)
             ax.set(title=f"{m} (seed 0)", xlabel="step", ylabel="training loss", yscale="log")
         axes[0][0].legend(fontsize=8)
-        names.append(self._save(fig, outdir, "rl-learning-curves.png"))
+        names.append(save_figure(fig, outdir, "rl-learning-curves.png"))
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.6))
         for m in models:
             base = np.mean([cells[m]["p=0"][s]["steps_to_fit"] for s in seeds])
@@ -343,12 +340,5 @@ class RandomLabelsStudy(Study):
         ax2.set(xlabel="label corruption p", ylabel="test error", title="test error (Fig. 1c)")
         ax1.legend(fontsize=8)
         ax2.legend(fontsize=8)
-        names.append(self._save(fig, outdir, "rl-time-and-error.png"))
+        names.append(save_figure(fig, outdir, "rl-time-and-error.png"))
         return names
-
-    @staticmethod
-    def _save(fig: plt.Figure, outdir: Path, name: str) -> str:
-        fig.tight_layout()
-        fig.savefig(outdir / name, dpi=110)
-        plt.close(fig)
-        return name

@@ -15,6 +15,7 @@ Studies never choose a verdict themselves; they only choose the quantity, its or
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 
 from scipy import stats
@@ -95,3 +96,11 @@ def judge(
         paper=paper,
         extra=dict(extra),
     )
+
+
+def spearman(x: list, y: list) -> float:
+    """Spearman rank correlation; 0 when undefined (a constant input)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        r = stats.spearmanr(x, y)[0]
+    return float(r) if math.isfinite(r) else 0.0
