@@ -29,3 +29,18 @@ def tiny_spec(seed: int = 0, **train: object) -> RunSpec:
 @pytest.fixture
 def spec() -> RunSpec:
     return tiny_spec()
+
+
+def write_stand_in_files(root):
+    """Tiny MNIST (IDX) and CIFAR-10 (pickle) files in their standard formats."""
+    import numpy as np
+
+    from genlab.data.files import write_cifar, write_idx
+
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 40), ("t10k", 10)):
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+    x = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(40) % 10
+    write_cifar(root / "cifar-10-batches-py", 10, x, y, x[:10], y[:10])

@@ -42,3 +42,18 @@ def test_smoke_end_to_end(tmp_path):
     assert set(m["real"]) == {"mlp-32", "cnn"} and 0 <= m["real"]["cnn"][0]["bulk_share"] <= 1
     for fig in result["figures"]:
         assert (tmp_path / "hessian-spectrum" / fig).stat().st_size > 1000
+
+
+def test_paper_preset_plans_and_starts_on_stand_in_mnist(tmp_path):
+    from conftest import write_stand_in_files
+    from genlab.studies import get
+
+    write_stand_in_files(tmp_path)
+    study = get("hessian-spectrum")
+    store = Store(tmp_path / "runs")
+    ctx = study.context("paper", 1, store, data_root=str(tmp_path))
+    specs = study.plan(ctx)
+    real = [s for s in specs if s.data["name"] == "mnist"]
+    assert len(real) == 2 and all(s.data["root"] == str(tmp_path) for s in real)
+    run = store.get_or_train(real[0].replace(**{"train.epochs": 1}))
+    assert run.status == "finished"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import write_stand_in_files
 from genlab.errors import GenlabError
 from genlab.probes import Objective, eps_sharpness
 from genlab.runner import run_study
@@ -58,3 +59,17 @@ def test_smoke_end_to_end(tmp_path):
     assert paths["train_loss"][i1] == pytest.approx(obj.loss(obj.params()), rel=1e-5)
     for fig in result["figures"]:
         assert (tmp_path / "large-batch" / fig).stat().st_size > 1000
+
+
+def test_paper_preset_plans_and_starts_on_stand_in_files(tmp_path):
+    write_stand_in_files(tmp_path)
+    study = get("large-batch")
+    store = Store(tmp_path / "runs")
+    ctx = study.context("paper", 1, store, data_root=str(tmp_path))
+    specs = study.plan(ctx)
+    assert {s.model["name"] for s in specs} == {"keskar-f1", "keskar-c1"}
+    sb = study.specs(ctx, ctx.params["setups"][0], 0)["SB"]
+    assert sb.train.batch_size == 256 and study.specs(ctx, ctx.params["setups"][0], 0)["LB"].train.batch_size == 4
+    for spec in (specs[0], next(s for s in specs if s.model["name"] == "keskar-c1")):
+        run = store.get_or_train(spec.replace(**{"train.epochs": 1, "train.snapshot_every": 0}))
+        assert run.status == "finished" and 0 <= run.final["test_acc"] <= 1
