@@ -8,6 +8,8 @@ residual tol 1e-10). Writes benchmarks/results/curvature.json and benchmarks/cur
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=src python benchmarks/curvature.py   # needs the `bench` extra
     GENLAB_BENCH_THREADS=1 ...   # one torch thread (use on a shared, loaded machine)
 
+Run it on a quiet machine: a second busy process makes the 2-thread timings meaningless.
+
 It must not depend on genlab.train, genlab.store or genlab.studies; it only reads the probes' public API.
 """
 
@@ -320,11 +322,12 @@ def markdown(results):
         "",
         f"CPU, torch {t['torch']}, {t['torch.get_num_threads']} torch threads, OPENBLAS_NUM_THREADS="
         f"{t['OPENBLAS_NUM_THREADS']}; 1-minute load average {t['loadavg_start'][0]:.1f} at start and "
-        f"{t['loadavg_end'][0]:.1f} at end (the machine was shared); float32 models trained in-script; all data "
-        "in one batch. Errors are "
-        "relative to a float64 reference (exact spectrum where it fits, else Lanczos to residual 1e-10; trace: "
-        "exact or float64 Hutch++ with 200 products). Times are the best of two runs for the eigenvalue rows. "
-        "PyHessian and curvlinops run with their defaults (PyHessian: power iteration, tol 1e-3; eigsh: tol 0).",
+        f"{t['loadavg_end'][0]:.1f} at end (nothing else ran; the benchmark's own 2 threads count); float32 "
+        "models trained in-script; all data in one batch. Errors are relative to a float64 reference (exact "
+        "spectrum where it fits, else Lanczos to residual 1e-10; trace: exact or float64 Hutch++ with 200 "
+        "products). Times are the best of two runs for the eigenvalue rows. genlab runs with its defaults (tol: "
+        "eigenvalue error bound 1e-5 relative); PyHessian and curvlinops with theirs (PyHessian: power "
+        "iteration, tol 1e-3; eigsh: tol 0).",
         "",
     ]
     for e in results["problems"]:
