@@ -12,6 +12,8 @@ from torch import nn
 from genlab.errors import GenlabError
 from genlab.probes import Objective, plots
 from genlab.probes.directions import Directions, basin_radius, random_directions, unit_ids
+from genlab.probes.fasteval import PointEvaluator
+from genlab.probes.fastmodel import ce_and_accuracy, is_plain_cross_entropy, plain_labels, rewrite
 from genlab.probes.landscape import barrier, barycentric, bilinear, interpolate, line, plane
 
 F64 = torch.float64
@@ -376,3 +378,63 @@ def test_log_scale_figures_survive_zero_losses(tmp_path):
     assert plots.plot_barycentric(res, tmp_path / "b.png").exists()
     res = Landscape("bilinear", {"u": a, "v": a}, loss, loss, None, None, "eval", "interpolate")
     assert plots.plot_bilinear(res, tmp_path / "s.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------- exact rewrites
+def pool_cnn(seed=0, act=nn.ReLU):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), act(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(6 * 2 * 2, 3),
+    )  # fmt: skip
+
+
+class NotMonotone(nn.ReLU):
+    def forward(self, x):
+        return -x  # claims to be a ReLU; commuting it with a max-pool changes the function
+
+
+@pytest.mark.parametrize(("first", "nhwc"), [("off", "off"), ("off", "on"), ("on", "off"), ("on", "on")])
+def test_channels_last_and_commuted_pools_equal_reference(first, nhwc):
+    model = pool_cnn()
+    train, test = blobs(40, (2, 8, 8), 3), blobs(16, (2, 8, 8), 4)
+    obj, tobj = Objective(model, data=train, chunk_size=24), Objective(model, data=test)
+    d = random_directions(obj, 2, seed=5).vectors
+    ev = PointEvaluator([obj, tobj], obj.params(), d, method="loop", first_layer=first, channels_last=nhwc)
+    coords = np.array([[0.0, 0.0], [0.5, -0.25], [-1.0, 0.75]])
+    vals = ev.evaluate(coords)
+    assert ev.plan.channels_last == (nhwc == "on") and ev.plan.first_layer == (first == "on")
+    for p, (a, b) in enumerate(coords):
+        theta = obj.params() + a * d[0] + b * d[1]
+        for s, data in enumerate((train, test)):
+            loss, acc = reference(model, theta, data)
+            assert vals[s, 0, p] == pytest.approx(loss, rel=1e-5, abs=1e-6)
+            assert vals[s, 1, p] == pytest.approx(acc, abs=1e-6)
+    assert rewrite(copy.deepcopy(model)) == {"swapped": 2, "in_place": 2} and not ev.notes
+    for s, chunks in enumerate((train, test)):  # in-place activations never touch the resident data
+        assert torch.equal(ev.sets[s][0][0][0], chunks[0][:24] if s == 0 else chunks[0])
+
+
+def test_rewrite_that_changes_the_function_is_dropped():
+    model = pool_cnn(act=NotMonotone)
+    data = blobs(30, (2, 8, 8), 5)
+    obj = Objective(model, data=data)
+    d = random_directions(obj, 1, seed=6).vectors
+    ev = PointEvaluator([obj], obj.params(), d, method="loop", first_layer="off", channels_last="off")
+    vals = ev.evaluate(np.array([[0.3]]))
+    assert vals[0, 0, 0] == pytest.approx(reference(model, obj.params() + 0.3 * d[0], data)[0], rel=1e-5)
+    assert "rebuilt without rewrites" in ev.notes[0]
+
+
+def test_fused_cross_entropy_and_accuracy():
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(500, 7, generator=g) * 30
+    out[:50, 3] = out[:50, 5] = 1e3  # ties: the first maximal index counts, as argmax does
+    y = torch.randint(0, 7, (500,), generator=g)
+    loss, acc = ce_and_accuracy(out, y)
+    assert float(loss) == pytest.approx(float(nn.functional.cross_entropy(out, y)), rel=1e-6)
+    assert float(acc) == float((out.argmax(1) == y).float().mean())
+    assert is_plain_cross_entropy(nn.functional.cross_entropy) and is_plain_cross_entropy(nn.CrossEntropyLoss())
+    assert not is_plain_cross_entropy(nn.CrossEntropyLoss(label_smoothing=0.1))
+    assert not plain_labels(torch.tensor([0, -100])) and plain_labels(torch.tensor([0, 2]))

@@ -247,7 +247,7 @@ def resolve_point(obj: Objective, point, field_name: str) -> tuple[torch.Tensor,
     if wrong:
         raise GenlabError(f"{field_name}: parameter {wrong[0]} has the wrong shape for this Objective's model")
     theta = obj.space.from_dict({k: v.detach().to(ref) for k, v in tensors.items() if k in shapes})
-    own = dict(obj._net.named_buffers())  # the Objective's model copy: which buffers the model has
+    own = dict(obj.network.named_buffers())  # the Objective's model copy: which buffers the model has
     bufs = {k: tensors[k].detach().to(b) for k, b in own.items() if b.is_floating_point() and k in tensors}
     return theta, bufs
 

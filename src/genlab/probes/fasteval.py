@@ -3,32 +3,33 @@
 Landscape probes evaluate theta(c) = base + sum_k c_k D_k for coordinate rows c (plane, line: base = center;
 paths, triangles, squares: base = 0 and D_k = the endpoint models, so a corner is the model itself, bit for bit).
 `PointEvaluator.evaluate(C [P, k])` returns (loss, accuracy) per point for every data set given. All exact:
-  * data stay resident as the Objective's chunks; no loaders, no per-point host copies or syncs;
-  * "loop": a private model copy whose parameters are views into one flat vector; a point costs one `addmm`
-    (base + c D, row-major, far faster than a tall `addmv`) and a plain forward per chunk;
+  * data stay resident as the Objective's chunks; no loaders, no per-point host copies or syncs (per-chunk
+    values are collected on the device and summed once per request);
+  * "loop": a private model copy whose parameters are bound to one flat vector (`fastmodel.Bound`); a point
+    costs one `addmm` (base + c D) and a plain forward per chunk;
   * "vmap": blocks of points through `vmap(functional_call)` (stacked weights -> bmm); for GPUs and
     overhead-bound models with little data;
   * first-layer precompute: if the first parametrized module is a Linear/Conv fed by the parameter-free input,
     its output is affine in c: Z(c) = Z(base) + sum_k c_k Z(D_k) (Z(D) = the layer with D's weight and bias).
-    The Z's are computed once per chunk; a point then costs an addmm over N x out instead of the layer. It is
-    checked against the plain model (functional_call) at setup and dropped if it differs;
-    "auto" uses it only if the layer's fan-in >= 16 (k + 1) (else the addmm, memory-bound, costs more than the
-    layer's matmul);
-  * method "auto" times the candidates on the first points of the request (results kept), then runs the
-    fastest; `method`, `first_layer`, `points_per_batch` force a choice.
+    The Z's are computed once per chunk; a point then costs an addmm over N x out instead of the layer;
+  * channels_last (models with Conv2d): 4-d weights, inputs and precomputed first-layer outputs in NHWC;
+  * exact rewrites of the copies (`fastmodel`): activation/max-pool pairs commuted, and cross-entropy with
+    accuracy from one max over the logits when the loss is the plain `cross_entropy`;
+  * method "auto" times the candidate plans on the first points of the request (results kept), then runs the
+    fastest; `method`, `first_layer`, `channels_last`, `points_per_batch` force a choice. Every model copy is
+    checked against the Objective's model (functional_call) at one point before use; a rewritten copy that
+    differs is rebuilt without rewrites, a fast path that differs is dropped (and the plan says so).
 BatchNorm running statistics are fixed (the Objective's), affine in c like the parameters (`buffers`, one dict
 per direction, base None), or recomputed per point by a pass over the first set's data with BatchNorm in train
-mode (cumulative average, as torch.optim.swa_utils.update_bn).
+mode (cumulative average, as torch.optim.swa_utils.update_bn; plain copies only).
 
-Reads the Objective's private model copy, chunks, weights and loss (`_parts`, `_fixed`): it changes together
-with objective.py. Must not train, must not modify the Objective or the user's model, and must not import
-genlab.train / store / studies / cli / runner.
+Reads the Objective only through its public accessors (network, chunks, chunk_weights, fixed_tensors, loss_fn).
+Must not train, must not modify the Objective or the user's model, and must not import genlab.train / store /
+studies / cli / runner.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,17 +40,23 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from genlab.errors import GenlabError, check_choice, check_positive
+from genlab.probes.fastmodel import (
+    Bound,
+    Injected,
+    accuracy,
+    ce_and_accuracy,
+    find_first_layer,
+    frozen_copy,
+    has_conv2d,
+    is_plain_cross_entropy,
+    plain_labels,
+)
 from genlab.probes.objective import Objective
 
 METHODS = ("auto", "loop", "vmap")
 FIRST_LAYER = ("auto", "on", "off")
+CHANNELS_LAST = ("auto", "on", "off")
 MEMORY_BUDGET_BYTES = 2**30  # CPU; on CUDA a quarter of the free memory
-_FIRST_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def _parts(obj: Objective):
-    """The Objective's model copy, fixed tensors, chunks, chunk weights and loss (one place to adapt)."""
-    return obj._net, obj._chunks, obj._weights, obj.loss_fn
 
 
 def _budget(device: torch.device) -> int:
@@ -58,83 +65,23 @@ def _budget(device: torch.device) -> int:
     return MEMORY_BUDGET_BYTES
 
 
-def _accuracy(out: torch.Tensor, y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
-        return (out.argmax(-1) == y).to(like.dtype).mean()
-    return torch.full_like(like, math.nan)
-
-
 @dataclass
 class Plan:
-    """How points are evaluated: the method, the first-layer precompute, points per vmap batch, timings [s/pt]."""
+    """How points are evaluated: method, first-layer precompute, NHWC, points per vmap batch, timings [s/pt]."""
 
     method: str = "loop"
     first_layer: bool = False
     points_per_batch: int = 1
     timings: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    channels_last: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-class _Injected(nn.Module):
-    """Stands in for the first layer: returns the precomputed output set for the current point(s)."""
-
-    def __init__(self):
-        super().__init__()
-        self.value: torch.Tensor | None = None
-
-    def forward(self, *args, **kwargs):
-        return self.value
-
-
-def _find_first_layer(net: nn.Module, x: torch.Tensor) -> str | None:
-    """Name of the first parametrized module called, if it is a plain Linear/Conv called once, else None."""
-    order: list[str] = []
-    hooks = []
-    for name, m in net.named_modules():
-        if any(True for _ in m.parameters(recurse=False)):
-            hooks.append(m.register_forward_pre_hook(lambda mod, inp, name=name: order.append(name)))
-    try:
-        with torch.no_grad():
-            net(x[:2])
-    finally:
-        for h in hooks:
-            h.remove()
-    if not order or order[0] == "" or order.count(order[0]) != 1:
-        return None
-    module = net.get_submodule(order[0])
-    return order[0] if type(module) in _FIRST_TYPES else None
-
-
-class _Bound:
-    """A model copy whose trainable parameters (those in `mask`) are views into one flat vector `flat`."""
-
-    def __init__(self, net: nn.Module, space, mask: torch.Tensor, base, dirs, buf_views: dict[str, torch.Tensor]):
-        self.net = net
-        self.base = base[mask].contiguous() if base is not None else None
-        self.dirs = dirs[:, mask].contiguous()  # [k, n_mask]; row-major addmm is far faster than a tall addmv
-        self.flat = torch.zeros(int(mask.sum()), dtype=dirs.dtype, device=dirs.device)
-        params = dict(net.named_parameters())
-        self.slices: dict[str, tuple[slice, tuple[int, ...]]] = {}
-        offset = 0
-        for info in space.params:
-            if info.numel and bool(mask[info.slice.start]):
-                sl = slice(offset, offset + info.numel)
-                params[info.name].data = self.flat[sl].view(info.shape)
-                self.slices[info.name] = (sl, info.shape)
-                offset = sl.stop
-        for name, view in buf_views.items():
-            mod_name, _, leaf = name.rpartition(".")
-            net.get_submodule(mod_name)._buffers[leaf] = view
-        self.injected: _Injected | None = None
-
-    def set_point(self, c: torch.Tensor) -> None:
-        if self.base is not None:
-            torch.addmm(self.base[None], c[None], self.dirs, out=self.flat[None])
-        else:
-            torch.mm(c[None], self.dirs, out=self.flat[None])
+    @property
+    def key(self) -> str:
+        return f"{self.method}/first_layer={self.first_layer}/nhwc={self.channels_last}/{self.points_per_batch}"
 
 
 class PointEvaluator:
@@ -156,30 +103,35 @@ class PointEvaluator:
         method: str = "auto",
         first_layer: str = "auto",
         points_per_batch: int | None = None,
+        channels_last: str = "auto",
     ):
         check_choice("method", method, METHODS)
         check_choice("first_layer", first_layer, FIRST_LAYER)
+        check_choice("channels_last", channels_last, CHANNELS_LAST)
         if points_per_batch is not None:
             check_positive("points_per_batch", points_per_batch, integer=True)
         train = objs[0]
-        net0 = _parts(train)[0]
-        self.net0, self.fixed0 = net0, train._fixed
+        self.net0, self.fixed0 = train.network, train.fixed_tensors
         ref = train.params()
         self.device, self.dtype = ref.device, ref.dtype
         self.k = dirs.shape[0]
         self.space = train.space
-        self.sets = [_parts(o)[1:] for o in objs]
-        self.requested = (method, first_layer, points_per_batch)
+        self.sets = [(o.chunks, o.chunk_weights, o.loss_fn) for o in objs]
+        self.fused = [
+            is_plain_cross_entropy(loss_fn) and all(plain_labels(y) for _, y in chunks)
+            for chunks, _, loss_fn in self.sets
+        ]
+        self.requested = (method, first_layer, points_per_batch, channels_last)
         self.recompute_bn = recompute_bn
         self.forward_passes = self.examples = 0
         self.plan: Plan | None = None
-        self.plan_note = ""
-        if recompute_bn and net0.training:
+        self.notes: list[str] = []
+        if recompute_bn and self.net0.training:
             raise GenlabError("bn: 'recompute' needs an Objective with mode='eval'; accepted here: interpolate")
-        base = base.to(ref) if base is not None else None
-        dirs = dirs.to(ref)
+        self.base = base.to(ref) if base is not None else None
+        self.dirs = dirs.to(ref)
         # buffers: fixed (each copy keeps the model's), or affine in c (views into one shared flat vector)
-        own = {k: b for k, b in net0.named_buffers() if b.is_floating_point()}
+        own = {k: b for k, b in self.net0.named_buffers() if b.is_floating_point()}
         self.buf_names: list[str] = sorted(own) if buffers is not None else []
         if buffers is not None and base is not None:
             raise GenlabError("buffers: per-direction buffers need base=None (a combination of models)")
@@ -189,51 +141,94 @@ class PointEvaluator:
             ]
             self.bufs = torch.stack(cols)  # [k, n_buffers]
             self.bflat = torch.zeros(self.bufs.shape[1], dtype=self.dtype, device=self.device)
-        buf_views, offset = {}, 0
+        self.buf_views, offset = {}, 0
         for k in self.buf_names:
-            buf_views[k] = self.bflat[offset : offset + own[k].numel()].view(own[k].shape)
+            self.buf_views[k] = self.bflat[offset : offset + own[k].numel()].view(own[k].shape)
             offset += own[k].numel()
-        self.buf_shapes = {k: (v.numel(), v.shape) for k, v in buf_views.items()}
-        everything = torch.ones(train.n_params, dtype=torch.bool, device=self.device)
-        self.plain = _Bound(self._copy(net0), self.space, everything, base, dirs, buf_views)
+        self.buf_shapes = {k: (v.numel(), v.shape) for k, v in self.buf_views.items()}
+        self.rewrite = not recompute_bn  # BN recompute runs the plain copy only
+        self._bounds: dict[tuple[bool, bool], Bound | None] = {}
+        self._zs: dict[bool, list | None] = {}
+        self._sets_nhwc: list | None = None
+        self.plain = self._bound(False, False)
         self.bn_modules = [
             m
             for m in self.plain.net.modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
         ]
-        self.fast: _Bound | None = None
+        self.first_name: str | None = None
         if first_layer != "off" and not recompute_bn:
-            self._setup_first(net0, base, dirs, buf_views)
+            self._setup_first()
         elif first_layer == "on":
-            self.plan_note = "first-layer precompute not used with bn='recompute'"
+            self.notes.append("first-layer precompute not used with bn='recompute'")
+        self.nhwc_ok = channels_last != "off" and not recompute_bn and has_conv2d(self.net0)
+        if channels_last == "on" and not self.nhwc_ok:
+            self.notes.append("channels_last not used (no Conv2d, or bn='recompute')")
 
-    @staticmethod
-    def _copy(net0: nn.Module) -> nn.Module:
-        net = copy.deepcopy(net0)
-        for p in net.parameters():
-            p.requires_grad_(False)
-        return net
+    # ------------------------------------------------------------------------------------------ model copies
+    def _bound(self, first: bool, nhwc: bool) -> Bound | None:
+        """The model copy for (first-layer precompute, channels_last), built and verified on first use."""
+        key = (first, nhwc)
+        if key not in self._bounds:
+            self._bounds[key] = None
+            bound = self._build(first, nhwc, self.rewrite)
+            changed = self.rewrite or first or nhwc  # else the copy runs the model's own function
+            if changed and bound is not None and not self._verify(bound, first, nhwc):
+                bound = self._build(first, nhwc, False) if self.rewrite else None
+                if bound is not None and not self._verify(bound, first, nhwc):
+                    bound = None
+                self.notes.append(
+                    f"copy first_layer={first} channels_last={nhwc} differed from the model at a check point; "
+                    + ("rebuilt without rewrites" if bound is not None else "not used")
+                )
+            if bound is None and key == (False, False):
+                bound = self._build(False, False, False)  # the plain copy is the reference's own function
+            self._bounds[key] = bound
+        return self._bounds[key]
+
+    def _build(self, first: bool, nhwc: bool, rewrite: bool) -> Bound | None:
+        net = frozen_copy(self.net0, rewrite)
+        mask = torch.ones(self.space.n, dtype=torch.bool, device=self.device)
+        injected = None
+        if first:
+            if self._zs_for(nhwc) is None:
+                return None
+            layer = net.get_submodule(self.first_name)
+            for leaf, _ in layer.named_parameters(recurse=False):
+                mask[self.space.slices[f"{self.first_name}.{leaf}"]] = False
+            parent, _, leaf = self.first_name.rpartition(".")
+            injected = Injected()
+            setattr(net.get_submodule(parent), leaf, injected)
+        bound = Bound(net, self.space, mask, self.base, self.dirs, self.buf_views, nhwc)
+        bound.injected = injected
+        return bound
+
+    def _sets_for(self, nhwc: bool) -> list:
+        """Data chunks per set, with 4-d inputs in NHWC for channels_last copies."""
+        if not nhwc:
+            return [chunks for chunks, _, _ in self.sets]
+        if self._sets_nhwc is None:
+            self._sets_nhwc = [
+                [(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x, y) for x, y in chunks]
+                for chunks, _, _ in self.sets
+            ]
+        return self._sets_nhwc
 
     # ------------------------------------------------------------------------------------------ first layer
-    def _setup_first(self, net0, base, dirs, buf_views) -> None:
-        net = self._copy(net0)
-        name = _find_first_layer(net, self.sets[0][0][0][0])
+    def _setup_first(self) -> None:
+        net = frozen_copy(self.net0, False)
+        name = find_first_layer(net, self.sets[0][0][0][0])
         if name is None:
-            self.plan_note = "first-layer precompute not applicable to this model"
+            self.notes.append("first-layer precompute not applicable to this model")
             return
         layer = net.get_submodule(name)
-        fan_in = layer.weight[0].numel()
-        if self.requested[1] == "auto" and fan_in < 16 * (self.k + 1):
-            # the precompute reads k + 1 floats per output instead of 2 fan_in flops: memory-bound, no gain
-            self.plan_note = f"first layer too cheap (fan-in {fan_in}) for the precompute to pay; not used"
-            return
         names = [f"{name}.{leaf}" for leaf, _ in layer.named_parameters(recurse=False)]
         if not all(nm in self.space.slices for nm in names):
-            self.plan_note = "first layer has frozen parameters; precompute not used"
+            self.notes.append("first layer has frozen parameters; precompute not used")
             return
         captured: list[torch.Tensor] = []
         hook = layer.register_forward_pre_hook(lambda mod, inp: captured.append(inp[0]))
-        pieces = ([base] if base is not None else []) + list(dirs)
+        pieces = ([self.base] if self.base is not None else []) + list(self.dirs)
         zs, total = [], 0
         try:
             for chunks, _, _ in self.sets:
@@ -245,26 +240,41 @@ class PointEvaluator:
                     outs = [self._layer_at(layer, name, captured[0], p) for p in pieces]
                     total += sum(o.numel() for o in outs) * outs[0].element_size()
                     if total > _budget(self.device):
-                        self.plan_note = "first-layer outputs exceed the memory budget; precompute not used"
+                        self.notes.append("first-layer outputs exceed the memory budget; precompute not used")
                         return
-                    z0 = outs[0].reshape(1, -1) if base is not None else None
+                    z0 = outs[0].reshape(1, -1) if self.base is not None else None
                     zk = torch.stack([o.reshape(-1) for o in outs[len(pieces) - self.k :]])  # [k, N * out]
-                    per.append((z0, zk, tuple(outs[0].shape)))
+                    per.append((z0, zk, tuple(outs[0].shape), False))
                 zs.append(per)
         finally:
             hook.remove()
-        parent, _, leaf = name.rpartition(".")
-        injected = _Injected()
-        setattr(net.get_submodule(parent), leaf, injected)
-        rest = torch.ones(self.space.n, dtype=torch.bool, device=self.device)
-        for nm in names:
-            rest[self.space.slices[nm]] = False
-        self.fast = _Bound(net, self.space, rest, base, dirs, buf_views)
-        self.fast.injected = injected
-        self.zs = zs
-        if not self._verify_first(base, dirs):
-            self.fast = None
-            self.plan_note = "first-layer precompute failed verification; not used"
+        self.first_name, self._zs[False], self._zs_bytes = name, zs, total
+        if self._bound(True, False) is None:
+            self.first_name = None
+
+    def _zs_for(self, nhwc: bool) -> list | None:
+        """Precomputed first-layer outputs; for channels_last, 4-d ones stored in NHWC order (built once)."""
+        if nhwc not in self._zs:
+            if 2 * self._zs_bytes > _budget(self.device):
+                self._zs[nhwc] = None
+                return None
+
+            def perm(t, shape):
+                return None if t is None else t.view(len(t), *shape).permute(0, 1, 3, 4, 2).reshape(len(t), -1)
+
+            self._zs[nhwc] = [
+                [(perm(z0, shape), perm(zk, shape), shape, True) if len(shape) == 4 else (z0, zk, shape, False)
+                 for z0, zk, shape, _ in per]
+                for per in self._zs[False]
+            ]  # fmt: skip
+        return self._zs[nhwc]
+
+    @staticmethod
+    def _inject(z: torch.Tensor, shape: tuple[int, ...], nhwc: bool) -> torch.Tensor:
+        if nhwc:
+            n, c, h, w = shape
+            return z.view(n, h, w, c).permute(0, 3, 1, 2)
+        return z.view(shape)
 
     def _layer_at(self, layer: nn.Module, name: str, inp: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         w = theta[self.space.slices[f"{name}.weight"]].view(layer.weight.shape)
@@ -274,15 +284,17 @@ class PointEvaluator:
                 return nn.functional.linear(inp, w, b)
             return layer._conv_forward(inp, w, b)
 
-    def _verify_first(self, base, dirs) -> bool:
-        """Compare the precompute against the plain model (functional_call) at a point with all c_k != 0."""
+    def _verify(self, bound: Bound, first: bool, nhwc: bool) -> bool:
+        """Compare a copy against the Objective's model (functional_call) at a point with all c_k != 0."""
         gen = torch.Generator().manual_seed(12345)
         c = (torch.rand(1, self.k, generator=gen, dtype=torch.float64) * 0.5 + 0.25).to(self.dtype)
-        fast = self._run_loop(c.to(self.device), True)[:, :, 0].cpu().numpy()
-        c = c[0].to(dirs)
-        theta = (base if base is not None else torch.zeros_like(dirs[0])) + c @ dirs
+        counts = (self.forward_passes, self.examples)
+        fast = self._run_loop(c.to(self.device), bound, first, nhwc)[:, :, 0].cpu().numpy()
+        self.forward_passes, self.examples = counts
+        c = c[0].to(self.dirs)
+        theta = (self.base if self.base is not None else torch.zeros_like(self.dirs[0])) + c @ self.dirs
         fixed = dict(self.fixed0)
-        fixed.update(dict(self.fast.net.named_buffers()))  # the buffers at c (affine ones were just set)
+        fixed.update(dict(bound.net.named_buffers()))  # the buffers at c (affine ones were just set)
         ref = np.zeros_like(fast)
         with torch.no_grad():
             for s, (chunks, weights, loss_fn) in enumerate(self.sets):
@@ -290,8 +302,7 @@ class PointEvaluator:
                     logits = functional_call(self.net0, (self.space.to_dict(theta), fixed), (x,), strict=False)
                     loss = loss_fn(logits, y)
                     ref[s, 0] += w * float(loss)
-                    ref[s, 1] += w * float(_accuracy(logits, y, loss))
-        self.forward_passes = self.examples = 0
+                    ref[s, 1] += w * float(accuracy(logits, y, loss))
         return bool(np.allclose(fast, ref, rtol=1e-4, atol=1e-5, equal_nan=True))
 
     # ------------------------------------------------------------------------------------------ evaluation
@@ -308,11 +319,22 @@ class PointEvaluator:
         self.forward_passes += 1
         self.examples += sum(len(x) for x, _ in self.sets[0][0])
 
-    def _run_loop(self, cs: torch.Tensor, use_first: bool) -> torch.Tensor:
-        """[P, k] -> [n_sets, 2, P] (loss, accuracy) one point at a time."""
-        m = self.fast if use_first else self.plain
-        out = torch.empty(len(self.sets), 2, len(cs), dtype=torch.float64, device=self.device)
-        weights = [torch.tensor(w, dtype=torch.float64, device=self.device) for _, w, _ in self.sets]
+    def _weigh(self, vals: list[torch.Tensor], n_points: int) -> torch.Tensor:
+        """Per-chunk (loss, acc) values in (point, set, chunk) order -> [n_sets, 2, P], chunk-weighted."""
+        v = torch.stack(vals).to(torch.float64).view(n_points, -1, 2)
+        out = torch.empty(len(self.sets), 2, n_points, dtype=torch.float64, device=self.device)
+        col = 0
+        for s, (_, weights, _) in enumerate(self.sets):
+            w = torch.tensor(weights, dtype=torch.float64, device=self.device)
+            out[s] = torch.einsum("pcj,c->jp", v[:, col : col + len(weights)], w)
+            col += len(weights)
+        return out
+
+    def _run_loop(self, cs: torch.Tensor, m: Bound, first: bool, nhwc: bool) -> torch.Tensor:
+        """[P, k] -> [n_sets, 2, P] (loss, accuracy) one point at a time with the copy `m`."""
+        zs = self._zs_for(nhwc) if first else None
+        sets = self._sets_for(nhwc)
+        vals: list[torch.Tensor] = []
         with torch.no_grad():
             for p in range(len(cs)):
                 c = cs[p]
@@ -321,27 +343,29 @@ class PointEvaluator:
                     torch.mm(c[None], self.bufs, out=self.bflat[None])
                 if self.recompute_bn and self.bn_modules:
                     self._recompute_stats()
-                for s, (chunks, _, loss_fn) in enumerate(self.sets):
-                    vals = torch.empty(2, len(chunks), dtype=self.dtype, device=self.device)
+                for s, chunks in enumerate(sets):
+                    loss_fn, fused = self.sets[s][2], self.fused[s]
                     for i, (x, y) in enumerate(chunks):
-                        if use_first:
-                            z0, zk, shape = self.zs[s][i]
+                        if zs is not None:
+                            z0, zk, shape, z_nhwc = zs[s][i]
                             z = torch.addmm(z0, c[None], zk) if z0 is not None else torch.mm(c[None], zk)
-                            m.injected.value = z.view(shape)
+                            m.injected.value = self._inject(z, shape, z_nhwc)
                         logits = m.net(x)
-                        loss = loss_fn(logits, y)
-                        vals[0, i] = loss
-                        vals[1, i] = _accuracy(logits, y, loss)
-                    out[s, :, p] = vals.double() @ weights[s]
-        if use_first:
+                        if fused and logits.dim() == 2:
+                            loss, acc = ce_and_accuracy(logits, y)
+                        else:
+                            loss = loss_fn(logits, y)
+                            acc = accuracy(logits, y, loss)
+                        vals += [loss, acc]
+        if m.injected is not None:
             m.injected.value = None
         self._count(len(cs))
-        return out
+        return self._weigh(vals, len(cs))
 
-    def _run_vmap(self, cs: torch.Tensor, use_first: bool, batch: int) -> torch.Tensor:
-        m = self.fast if use_first else self.plain
+    def _run_vmap(self, cs: torch.Tensor, m: Bound, first: bool, batch: int) -> torch.Tensor:
         out = torch.empty(len(self.sets), 2, len(cs), dtype=torch.float64, device=self.device)
         buf_shapes = self.buf_shapes
+        zs = self._zs_for(False) if first else None
 
         def one(theta, bflat, z, x, y, loss_fn):
             params = {name: theta[sl].view(shape) for name, (sl, shape) in m.slices.items()}
@@ -353,7 +377,7 @@ class PointEvaluator:
                 m.injected.value = z
             logits = functional_call(m.net, params, (x,), strict=False)
             loss = loss_fn(logits, y)
-            return loss, _accuracy(logits, y, loss)
+            return loss, accuracy(logits, y, loss)
 
         with torch.no_grad():
             for start in range(0, len(cs), batch):
@@ -364,15 +388,15 @@ class PointEvaluator:
                     acc = torch.zeros(2, len(cb), dtype=torch.float64, device=self.device)
                     for i, (x, y) in enumerate(chunks):
                         zb = None
-                        if use_first:
-                            z0, zk, shape = self.zs[s][i]
+                        if zs is not None:
+                            z0, zk, shape, _ = zs[s][i]
                             zb = (torch.addmm(z0, cb, zk) if z0 is not None else cb @ zk).view(-1, *shape)
                         dims = (0, 0, 0 if zb is not None else None, None, None, None)
                         lc, ac = vmap(one, in_dims=dims, randomness="same")(thetas, bflats, zb, x, y, loss_fn)
                         acc[0] += weights[i] * lc.double()
                         acc[1] += weights[i] * ac.double()
                     out[s, :, start : start + len(cb)] = acc
-        if use_first:
+        if m.injected is not None:
             m.injected.value = None
         self._count(len(cs))
         return out
@@ -382,9 +406,10 @@ class PointEvaluator:
         self.examples += n_points * sum(sum(len(x) for x, _ in chunks) for chunks, _, _ in self.sets)
 
     def _run(self, cs: torch.Tensor, plan: Plan) -> torch.Tensor:
+        m = self._bound(plan.first_layer, plan.channels_last)
         if plan.method == "vmap":
-            return self._run_vmap(cs, plan.first_layer, plan.points_per_batch)
-        return self._run_loop(cs, plan.first_layer)
+            return self._run_vmap(cs, m, plan.first_layer, plan.points_per_batch)
+        return self._run_loop(cs, m, plan.first_layer, plan.channels_last)
 
     def _point_bytes(self) -> int:
         """Rough activation bytes of one point over all chunks (outputs of every leaf module)."""
@@ -397,12 +422,35 @@ class PointEvaluator:
         hooks = [m.register_forward_hook(hook) for m in self.plain.net.modules() if not list(m.children())]
         counts = (self.forward_passes, self.examples)
         try:
-            self._run_loop(torch.zeros(1, self.k, dtype=self.dtype, device=self.device), False)
+            self._run_loop(torch.zeros(1, self.k, dtype=self.dtype, device=self.device), self.plain, False, False)
         finally:
             for h in hooks:
                 h.remove()
         self.forward_passes, self.examples = counts
         return max(total[0], 1)
+
+    def _candidates(self) -> list[Plan]:
+        """Plans allowed by the request and the model, most promising first (the default when not measured)."""
+        method, first_layer, ppb, channels_last = self.requested
+        firsts = [True, False] if self.first_name is not None else [False]
+        if first_layer == "on":
+            firsts = firsts[:1]
+        nhwcs = [True, False] if self.nhwc_ok else [False]
+        if channels_last == "on":
+            nhwcs = nhwcs[:1]
+        cands = []
+        if method in ("auto", "loop"):
+            cands += [Plan("loop", f, 1, channels_last=c) for f in firsts for c in nhwcs]
+        if method in ("auto", "vmap"):
+            if ppb:
+                batches = [ppb]
+            elif self.device.type == "cuda" and method == "auto":
+                max_batch = max(1, min(256, _budget(self.device) // self._point_bytes()))
+                batches = sorted({min(b, max_batch) for b in (32, 128)})
+            else:
+                batches = [16 if method == "vmap" else 8]  # on CPU vmap rarely wins: one candidate
+            cands += [Plan("vmap", f, b) for f in firsts for b in batches]
+        return cands
 
     def evaluate(self, coords: np.ndarray) -> np.ndarray:
         """Coordinates [P, k] -> float64 array [n_sets, 2, P]: (loss, accuracy) per set and point."""
@@ -410,22 +458,21 @@ class PointEvaluator:
         cs = torch.as_tensor(coords).to(device=self.device, dtype=self.dtype)
         if len(cs) == 0:
             return np.zeros((len(self.sets), 2, 0))
-        method, first_layer, ppb = self.requested
-        has_first = self.fast is not None
-        if self.plan is None and (method != "auto" or len(cs) < 64 or self.recompute_bn):
-            m = "loop" if method == "auto" else method
-            self.plan = Plan(m, has_first, ppb or (16 if m == "vmap" else 1), note=self.plan_note)
-        if self.plan is not None:
-            return self._run(cs, self.plan).cpu().numpy()
-        return self._measure_and_run(cs, has_first, first_layer, ppb)
+        if self.plan is None:
+            cands = self._candidates()
+            if len(cands) == 1 or len(cs) < 64 or self.recompute_bn:
+                best = cands[0]
+                self.plan = Plan(best.method, best.first_layer, best.points_per_batch, {}, "; ".join(self.notes),
+                                 best.channels_last)  # fmt: skip
+            else:
+                return self._measure_and_run(cs, cands)
+        return self._run(cs, self.plan).cpu().numpy()
 
-    def _measure_and_run(self, cs, has_first, first_layer, ppb) -> np.ndarray:
+    def _measure_and_run(self, cs: torch.Tensor, cands: list[Plan]) -> np.ndarray:
         """Time each candidate plan on the next few points of `cs` (results kept), then run the fastest."""
-        firsts = [True, False] if has_first and first_layer == "auto" else [has_first]
-        max_batch = max(1, min(256, _budget(self.device) // self._point_bytes()))
-        sizes = (32, 128) if self.device.type == "cuda" else (8,)  # on CPU vmap rarely wins: one candidate
-        batches = [ppb] if ppb else sorted({min(b, max_batch) for b in sizes})
-        cands = [Plan("loop", f, 1) for f in firsts] + [Plan("vmap", f, b) for f in firsts for b in batches]
+        for plan in cands:
+            self._bound(plan.first_layer, plan.channels_last)  # build and verify outside the timings
+        cands = [p for p in cands if self._bounds.get((p.first_layer, p.channels_last)) is not None]
         results, done, timings = [], 0, {}
         for plan in cands:
             if done + 2 * plan.points_per_batch + 1 > len(cs) // 2:
@@ -436,16 +483,17 @@ class PointEvaluator:
             sync(self.device)
             done += plan.points_per_batch
             warm = (time.perf_counter() - t0) / plan.points_per_batch
-            n = plan.points_per_batch * max(1, min(32, int(0.03 / max(warm * plan.points_per_batch, 1e-9))))
+            n = plan.points_per_batch * max(1, min(32, int(0.05 / max(warm * plan.points_per_batch, 1e-9))))
             n = min(n, len(cs) // 2 - done)
             t0 = time.perf_counter()
             results.append(self._run(cs[done : done + n], plan))
             sync(self.device)
             plan.timings["self"] = (time.perf_counter() - t0) / n
-            timings[f"{plan.method}/first_layer={plan.first_layer}/{plan.points_per_batch}"] = plan.timings["self"]
+            timings[plan.key] = plan.timings["self"]
             done += n
         best = min((p for p in cands if "self" in p.timings), key=lambda p: p.timings["self"])
-        self.plan = Plan(best.method, best.first_layer, best.points_per_batch, timings, self.plan_note)
+        self.plan = Plan(best.method, best.first_layer, best.points_per_batch, timings, "; ".join(self.notes),
+                         best.channels_last)  # fmt: skip
         results.append(self._run(cs[done:], self.plan))
         return torch.cat(results, dim=2).cpu().numpy()
 

@@ -255,6 +255,26 @@ class Objective:
             self._method = self._measure_method()
         return self._method
 
+    @property
+    def network(self) -> nn.Module:
+        """The private model copy every evaluation runs (read-only: probes copy it before changing anything)."""
+        return self._net
+
+    @property
+    def chunks(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The data as resident (x, y) chunks, on the Objective's device and dtype (read-only)."""
+        return self._chunks
+
+    @property
+    def chunk_weights(self) -> list[float]:
+        """Each chunk's share of the examples: f = sum_c weight_c * (mean loss on chunk c)."""
+        return self._weights
+
+    @property
+    def fixed_tensors(self) -> dict[str, torch.Tensor]:
+        """Buffers and frozen parameters of the model copy, by name (what functional_call needs besides theta)."""
+        return self._fixed
+
     def params(self) -> torch.Tensor:
         """Flat detached copy of the model's trainable parameters (as snapshotted, in this dtype/device)."""
         return self._theta0.clone()
