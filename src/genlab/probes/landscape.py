@@ -26,9 +26,10 @@ recomputes them per point by a pass over `obj`'s data (cumulative average with B
 mode="eval"). Endpoints given as an nn.Module or a state dict bring their statistics; a flat theta brings none
 and uses `obj`'s. The choice is recorded in the result.
 
-Evaluation goes through `fasteval.PointEvaluator` (`method`, `first_layer`, `points_per_batch` force its
-choices). Probes never train, never modify `obj`, `test` or the models passed in, and must not import
-genlab.train / store / studies / cli / runner.
+Evaluation goes through `fasteval.PointEvaluator` (`method`, `first_layer` force its choices here; it also
+measures channels_last copies for conv nets and applies exact rewrites, see fasteval). Probes never train,
+never modify `obj`, `test` or the models passed in, and must not import genlab.train / store / studies / cli /
+runner.
 """
 
 from __future__ import annotations
