@@ -6,12 +6,13 @@ paths, triangles, squares: base = 0 and D_k = the endpoint models, so a corner i
   * data stay resident as the Objective's chunks; no loaders, no per-point host copies or syncs (per-chunk
     values are collected on the device and summed once per request);
   * "loop": a private model copy whose parameters are bound to one flat vector (`fastmodel.Bound`); a point
-    costs one `addmm` (base + c D) and a plain forward per chunk;
+    costs one axpy (base + c D, the leading coordinates' part kept while they repeat, `fastmodel.Combination`)
+    and a plain forward per chunk;
   * "vmap": blocks of points through `vmap(functional_call)` (stacked weights -> bmm); for GPUs and
     overhead-bound models with little data;
   * first-layer precompute: if the first parametrized module is a Linear/Conv fed by the parameter-free input,
     its output is affine in c: Z(c) = Z(base) + sum_k c_k Z(D_k) (Z(D) = the layer with D's weight and bias).
-    The Z's are computed once per chunk; a point then costs an addmm over N x out instead of the layer;
+    The Z's are computed once per chunk; a point then costs an axpy over N x out instead of the layer;
   * channels_last (models with Conv2d): 4-d weights, inputs and precomputed first-layer outputs in NHWC;
   * exact rewrites of the copies (`fastmodel`): activation/max-pool pairs commuted, and cross-entropy with
     accuracy from one max over the logits when the loss is the plain `cross_entropy`;
@@ -42,6 +43,7 @@ from torch.func import functional_call, vmap
 from genlab.errors import GenlabError, check_choice, check_positive
 from genlab.probes.fastmodel import (
     Bound,
+    Combination,
     Injected,
     accuracy,
     ce_and_accuracy,
@@ -58,6 +60,7 @@ FIRST_LAYER = ("auto", "on", "off")
 CHANNELS_LAST = ("auto", "on", "off")
 MEMORY_BUDGET_BYTES = 2**30  # CPU; on CUDA a quarter of the free memory
 VMAP_CPU_MAX_POINT_SECONDS = 5e-4
+CE_BLOCK_NUMEL = 2**22  # logits kept per chunk before their cross-entropy is computed (16 MB in float32)
 
 
 def _budget(device: torch.device) -> int:
@@ -243,7 +246,7 @@ class PointEvaluator:
                     if total > _budget(self.device):
                         self.notes.append("first-layer outputs exceed the memory budget; precompute not used")
                         return
-                    z0 = outs[0].reshape(1, -1) if self.base is not None else None
+                    z0 = outs[0].reshape(-1) if self.base is not None else None
                     zk = torch.stack([o.reshape(-1) for o in outs[len(pieces) - self.k :]])  # [k, N * out]
                     per.append((z0, zk, tuple(outs[0].shape), False))
                 zs.append(per)
@@ -256,12 +259,12 @@ class PointEvaluator:
     def _zs_for(self, nhwc: bool) -> list | None:
         """Precomputed first-layer outputs; for channels_last, 4-d ones stored in NHWC order (built once)."""
         if nhwc not in self._zs:
-            if 2 * self._zs_bytes > _budget(self.device):
+            if 3 * self._zs_bytes > _budget(self.device):  # + the NCHW copy and the combinations' partials
                 self._zs[nhwc] = None
                 return None
 
             def perm(t, shape):
-                return None if t is None else t.view(len(t), *shape).permute(0, 1, 3, 4, 2).reshape(len(t), -1)
+                return None if t is None else t.view(-1, *shape).permute(0, 1, 3, 4, 2).reshape(t.shape)
 
             self._zs[nhwc] = [
                 [(perm(z0, shape), perm(zk, shape), shape, True) if len(shape) == 4 else (z0, zk, shape, False)
@@ -320,48 +323,58 @@ class PointEvaluator:
         self.forward_passes += 1
         self.examples += sum(len(x) for x, _ in self.sets[0][0])
 
-    def _weigh(self, vals: list[torch.Tensor], n_points: int) -> torch.Tensor:
-        """Per-chunk (loss, acc) values in (point, set, chunk) order -> [n_sets, 2, P], chunk-weighted."""
-        v = torch.stack(vals).to(torch.float64).view(n_points, -1, 2)
-        out = torch.empty(len(self.sets), 2, n_points, dtype=torch.float64, device=self.device)
-        col = 0
+    def _weigh(self, cols: list[list[list]], n_points: int) -> torch.Tensor:
+        """Per set and chunk, (loss [b], acc [b]) blocks in point order -> [n_sets, 2, P], chunk-weighted."""
+        out = torch.zeros(len(self.sets), 2, n_points, dtype=torch.float64, device=self.device)
         for s, (_, weights, _) in enumerate(self.sets):
-            w = torch.tensor(weights, dtype=torch.float64, device=self.device)
-            out[s] = torch.einsum("pcj,c->jp", v[:, col : col + len(weights)], w)
-            col += len(weights)
+            for w, blocks in zip(weights, cols[s], strict=True):
+                for j in range(2):
+                    out[s, j] += w * torch.cat([b[j].reshape(-1) for b in blocks]).to(torch.float64)
         return out
 
     def _run_loop(self, cs: torch.Tensor, m: Bound, first: bool, nhwc: bool) -> torch.Tensor:
-        """[P, k] -> [n_sets, 2, P] (loss, accuracy) one point at a time with the copy `m`."""
+        """[P, k] -> [n_sets, 2, P] (loss, accuracy) one point at a time with the copy `m`.
+
+        Plain cross-entropy is computed for blocks of points at once from their kept logits (one set of small
+        ops per block instead of per point); other losses per point.
+        """
         zs = self._zs_for(nhwc) if first else None
+        combos = [[Combination(z0, zk) for z0, zk, _, _ in per] for per in zs] if zs is not None else None
+        bufs = Combination(None, self.bufs) if self.buf_names else None
         sets = self._sets_for(nhwc)
-        vals: list[torch.Tensor] = []
+        cols = [[[] for _ in chunks] for chunks in sets]  # per set and chunk: [(loss, acc) tensors]
+        pending = [[[] for _ in chunks] for chunks in sets]  # kept logits of plain cross-entropy chunks
         with torch.no_grad():
-            for p in range(len(cs)):
-                c = cs[p]
+            for c in cs.tolist():
                 m.set_point(c)
-                if self.buf_names:
-                    torch.mm(c[None], self.bufs, out=self.bflat[None])
+                if bufs is not None:
+                    bufs(c, out=self.bflat)
                 if self.recompute_bn and self.bn_modules:
                     self._recompute_stats()
                 for s, chunks in enumerate(sets):
                     loss_fn, fused = self.sets[s][2], self.fused[s]
                     for i, (x, y) in enumerate(chunks):
-                        if zs is not None:
-                            z0, zk, shape, z_nhwc = zs[s][i]
-                            z = torch.addmm(z0, c[None], zk) if z0 is not None else torch.mm(c[None], zk)
-                            m.injected.value = self._inject(z, shape, z_nhwc)
+                        if combos is not None:
+                            _, _, shape, z_nhwc = zs[s][i]
+                            m.injected.value = self._inject(combos[s][i](c), shape, z_nhwc)
                         logits = m.net(x)
                         if fused and logits.dim() == 2:
-                            loss, acc = ce_and_accuracy(logits, y)
+                            pending[s][i].append(logits)
+                            if len(pending[s][i]) * logits.numel() >= CE_BLOCK_NUMEL:
+                                cols[s][i].append(ce_and_accuracy(torch.stack(pending[s][i]), y))
+                                pending[s][i] = []
                         else:
                             loss = loss_fn(logits, y)
-                            acc = accuracy(logits, y, loss)
-                        vals += [loss, acc]
+                            cols[s][i].append((loss[None], accuracy(logits, y, loss)[None]))
+                for s, chunks in enumerate(sets):
+                    for i, (_, y) in enumerate(chunks):
+                        if pending[s][i]:
+                            cols[s][i].append(ce_and_accuracy(torch.stack(pending[s][i]), y))
+                            pending[s][i] = []
         if m.injected is not None:
             m.injected.value = None
         self._count(len(cs))
-        return self._weigh(vals, len(cs))
+        return self._weigh(cols, len(cs))
 
     def _run_vmap(self, cs: torch.Tensor, m: Bound, first: bool, batch: int) -> torch.Tensor:
         out = torch.empty(len(self.sets), 2, len(cs), dtype=torch.float64, device=self.device)
@@ -391,7 +404,7 @@ class PointEvaluator:
                         zb = None
                         if zs is not None:
                             z0, zk, shape, _ = zs[s][i]
-                            zb = (torch.addmm(z0, cb, zk) if z0 is not None else cb @ zk).view(-1, *shape)
+                            zb = (torch.addmm(z0[None], cb, zk) if z0 is not None else cb @ zk).view(-1, *shape)
                         dims = (0, 0, 0 if zb is not None else None, None, None, None)
                         lc, ac = vmap(one, in_dims=dims, randomness="same")(thetas, bflats, zb, x, y, loss_fn)
                         acc[0] += weights[i] * lc.double()
