@@ -10,9 +10,8 @@ paths, triangles, squares: base = 0 and D_k = the endpoint models, so a corner i
     and a plain forward per chunk;
   * "vmap": blocks of points through `vmap(functional_call)` (stacked weights -> bmm); for GPUs and
     overhead-bound models with little data;
-  * first-layer precompute: if the first parametrized module is a Linear/Conv fed by the parameter-free input,
-    its output is affine in c: Z(c) = Z(base) + sum_k c_k Z(D_k) (Z(D) = the layer with D's weight and bias).
-    The Z's are computed once per chunk; a point then costs an axpy over N x out instead of the layer;
+  * first-layer precompute (`firstlayer`): a first Linear/Conv fed by the input is affine in c, so its outputs
+    are computed once per chunk and a point costs an axpy over N x out instead of the layer;
   * channels_last (models with Conv2d): 4-d weights, inputs and precomputed first-layer outputs in NHWC;
   * exact rewrites of the copies (`fastmodel`): activation/max-pool pairs commuted, and cross-entropy with
     accuracy from one max over the logits when the loss is the plain `cross_entropy`;
@@ -47,12 +46,12 @@ from genlab.probes.fastmodel import (
     Injected,
     accuracy,
     ce_and_accuracy,
-    find_first_layer,
     frozen_copy,
     has_conv2d,
     is_plain_cross_entropy,
     plain_labels,
 )
+from genlab.probes.firstlayer import FirstLayer
 from genlab.probes.objective import Objective
 
 METHODS = ("auto", "loop", "vmap")
@@ -152,7 +151,6 @@ class PointEvaluator:
         self.buf_shapes = {k: (v.numel(), v.shape) for k, v in self.buf_views.items()}
         self.rewrite = not recompute_bn  # BN recompute runs the plain copy only
         self._bounds: dict[tuple[bool, bool], Bound | None] = {}
-        self._zs: dict[bool, list | None] = {}
         self._sets_nhwc: list | None = None
         self.plain = self._bound(False, False)
         self.bn_modules = [
@@ -160,7 +158,7 @@ class PointEvaluator:
             for m in self.plain.net.modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
         ]
-        self.first_name: str | None = None
+        self.first: FirstLayer | None = None
         if first_layer != "off" and not recompute_bn:
             self._setup_first()
         elif first_layer == "on":
@@ -195,12 +193,12 @@ class PointEvaluator:
         mask = torch.ones(self.space.n, dtype=torch.bool, device=self.device)
         injected = None
         if first:
-            if self._zs_for(nhwc) is None:
+            if self.first.layout(nhwc) is None:
                 return None
-            layer = net.get_submodule(self.first_name)
+            layer = net.get_submodule(self.first.name)
             for leaf, _ in layer.named_parameters(recurse=False):
-                mask[self.space.slices[f"{self.first_name}.{leaf}"]] = False
-            parent, _, leaf = self.first_name.rpartition(".")
+                mask[self.space.slices[f"{self.first.name}.{leaf}"]] = False
+            parent, _, leaf = self.first.name.rpartition(".")
             injected = Injected()
             setattr(net.get_submodule(parent), leaf, injected)
         bound = Bound(net, self.space, mask, self.base, self.dirs, self.buf_views, nhwc)
@@ -220,73 +218,13 @@ class PointEvaluator:
 
     # ------------------------------------------------------------------------------------------ first layer
     def _setup_first(self) -> None:
-        net = frozen_copy(self.net0, False)
-        name = find_first_layer(net, self.sets[0][0][0][0])
-        if name is None:
-            self.notes.append("first-layer precompute not applicable to this model")
-            return
-        layer = net.get_submodule(name)
-        names = [f"{name}.{leaf}" for leaf, _ in layer.named_parameters(recurse=False)]
-        if not all(nm in self.space.slices for nm in names):
-            self.notes.append("first layer has frozen parameters; precompute not used")
-            return
-        captured: list[torch.Tensor] = []
-        hook = layer.register_forward_pre_hook(lambda mod, inp: captured.append(inp[0]))
-        pieces = ([self.base] if self.base is not None else []) + list(self.dirs)
-        zs, total = [], 0
-        try:
-            for chunks, _, _ in self.sets:
-                per = []
-                for x, _ in chunks:
-                    captured.clear()
-                    with torch.no_grad():
-                        net(x)
-                    outs = [self._layer_at(layer, name, captured[0], p) for p in pieces]
-                    total += sum(o.numel() for o in outs) * outs[0].element_size()
-                    if total > _budget(self.device):
-                        self.notes.append("first-layer outputs exceed the memory budget; precompute not used")
-                        return
-                    z0 = outs[0].reshape(-1) if self.base is not None else None
-                    zk = torch.stack([o.reshape(-1) for o in outs[len(pieces) - self.k :]])  # [k, N * out]
-                    per.append((z0, zk, tuple(outs[0].shape), False))
-                zs.append(per)
-        finally:
-            hook.remove()
-        self.first_name, self._zs[False], self._zs_bytes = name, zs, total
-        if self._bound(True, False) is None:
-            self.first_name = None
-
-    def _zs_for(self, nhwc: bool) -> list | None:
-        """Precomputed first-layer outputs; for channels_last, 4-d ones stored in NHWC order (built once)."""
-        if nhwc not in self._zs:
-            if 3 * self._zs_bytes > _budget(self.device):  # + the NCHW copy and the combinations' partials
-                self._zs[nhwc] = None
-                return None
-
-            def perm(t, shape):
-                return None if t is None else t.view(-1, *shape).permute(0, 1, 3, 4, 2).reshape(t.shape)
-
-            self._zs[nhwc] = [
-                [(perm(z0, shape), perm(zk, shape), shape, True) if len(shape) == 4 else (z0, zk, shape, False)
-                 for z0, zk, shape, _ in per]
-                for per in self._zs[False]
-            ]  # fmt: skip
-        return self._zs[nhwc]
-
-    @staticmethod
-    def _inject(z: torch.Tensor, shape: tuple[int, ...], nhwc: bool) -> torch.Tensor:
-        if nhwc:
-            n, c, h, w = shape
-            return z.view(n, h, w, c).permute(0, 3, 1, 2)
-        return z.view(shape)
-
-    def _layer_at(self, layer: nn.Module, name: str, inp: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        w = theta[self.space.slices[f"{name}.weight"]].view(layer.weight.shape)
-        b = theta[self.space.slices[f"{name}.bias"]] if layer.bias is not None else None
-        with torch.no_grad():
-            if isinstance(layer, nn.Linear):
-                return nn.functional.linear(inp, w, b)
-            return layer._conv_forward(inp, w, b)
+        self.first, note = FirstLayer.build(
+            self.net0, self.space, self.sets, self.base, self.dirs, _budget(self.device)
+        )
+        if note:
+            self.notes.append(note)
+        if self.first is not None and self._bound(True, False) is None:
+            self.first = None
 
     def _verify(self, bound: Bound, first: bool, nhwc: bool) -> bool:
         """Compare a copy against the Objective's model (functional_call) at a point with all c_k != 0."""
@@ -338,7 +276,7 @@ class PointEvaluator:
         Plain cross-entropy is computed for blocks of points at once from their kept logits (one set of small
         ops per block instead of per point); other losses per point.
         """
-        zs = self._zs_for(nhwc) if first else None
+        zs = self.first.layout(nhwc) if first else None
         combos = [[Combination(z0, zk) for z0, zk, _, _ in per] for per in zs] if zs is not None else None
         bufs = Combination(None, self.bufs) if self.buf_names else None
         sets = self._sets_for(nhwc)
@@ -356,7 +294,7 @@ class PointEvaluator:
                     for i, (x, y) in enumerate(chunks):
                         if combos is not None:
                             _, _, shape, z_nhwc = zs[s][i]
-                            m.injected.value = self._inject(combos[s][i](c), shape, z_nhwc)
+                            m.injected.value = FirstLayer.inject(combos[s][i](c), shape, z_nhwc)
                         logits = m.net(x)
                         if fused and logits.dim() == 2:
                             pending[s][i].append(logits)
@@ -379,7 +317,7 @@ class PointEvaluator:
     def _run_vmap(self, cs: torch.Tensor, m: Bound, first: bool, batch: int) -> torch.Tensor:
         out = torch.empty(len(self.sets), 2, len(cs), dtype=torch.float64, device=self.device)
         buf_shapes = self.buf_shapes
-        zs = self._zs_for(False) if first else None
+        zs = self.first.layout(False) if first else None
 
         def one(theta, bflat, z, x, y, loss_fn):
             params = {name: theta[sl].view(shape) for name, (sl, shape) in m.slices.items()}
@@ -446,7 +384,7 @@ class PointEvaluator:
     def _candidates(self) -> list[Plan]:
         """Plans allowed by the request and the model, most promising first (the default when not measured)."""
         method, first_layer, ppb, channels_last = self.requested
-        firsts = [True, False] if self.first_name is not None else [False]
+        firsts = [True, False] if self.first is not None else [False]
         if first_layer == "on":
             firsts = firsts[:1]
         nhwcs = [True, False] if self.nhwc_ok else [False]
