@@ -12,12 +12,12 @@ MLP 40-256-256-10 on mnist1d (4,000), CNN (conv 16, conv 32, linear; ~6k paramet
                         (255 points) and reported as points/second.
 GFLOP/s counts the nominal forward work of the model (2 x MACs of every Linear/Conv per example, x examples x
 points). genlab's first-layer precompute executes less than that; its "executed" GFLOP/s is listed too. The
-matmul peak is the best 2048^3 float32 sgemm of the rounds: every tool is timed once per round, rounds interleaved
-with the peak measurement, and the best round of each is reported (the host's speed drifts by tens of percent
-over minutes; interleaving compares the tools under the same conditions).
+matmul peak is the best 2048^3 float32 sgemm (8192^3 with --device cuda) of the rounds: every tool is timed
+once per round, rounds interleaved with the peak measurement, and the best round of each is reported (the
+host's speed drifts by tens of percent over minutes; interleaving compares the tools under the same conditions).
 Thread settings: torch.set_num_threads(2), OPENBLAS_NUM_THREADS=1, OMP_NUM_THREADS=2 (set before torch loads).
 
-Run:  .venv/bin/python benchmarks/landscape.py   -> prints a table, writes benchmarks/results/landscape.json
+Run:  .venv/bin/python benchmarks/landscape.py [--device cuda]   -> prints a table, writes results/landscape.json
 and benchmarks/landscape.md. Depends on torch, scikit-learn, mnist1d, and optionally loss-landscapes.
 """
 
@@ -137,16 +137,25 @@ def wait_for_idle(min_idle=0.85, timeout=45.0) -> float:
             return idle
 
 
-def matmul_peak(n=2048, reps=4, tries=3) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    c = torch.empty(n, n)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, n=2048, reps=4, tries=3) -> float:
+    if device.type == "cuda":
+        n, reps = 8192, 10
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    c = torch.empty(n, n, device=device)
     torch.mm(a, b, out=c)
     best = 0.0
     for _ in range(tries):
         wait_for_idle()
+        sync(device)
         t0 = time.perf_counter()
         for _ in range(reps):
             torch.mm(a, b, out=c)
+        sync(device)
         best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
     return best
 
@@ -220,7 +229,7 @@ def bench_model(name, model, x, y, rounds):
             best[key], results[key] = rate, out
 
     for _ in range(rounds):
-        best["peak"] = max(best.get("peak", 0.0), matmul_peak(tries=2))
+        best["peak"] = max(best.get("peak", 0.0), matmul_peak(x.device, tries=2))
         timed("auto", lambda: plane(obj, d1=dirs, steps=STEPS), n_pts)
         timed("loop", lambda: plane(obj, d1=dirs, steps=STEPS, method="loop", first_layer="off"), n_pts)
         if loss_landscapes is not None:
@@ -288,7 +297,8 @@ def markdown(rows, meta) -> str:
         f"\n{STEPS}x{STEPS} plane ({STEPS * STEPS:,} points) on the full training set, float32, "
         f"CPU: {meta['cpu']}, "
         f"torch {meta['torch']}, torch.set_num_threads({THREADS}), OPENBLAS_NUM_THREADS=1. "
-        "Peak = the best 2048^3 sgemm measured between the model's rounds; every tool best of "
+        f"Device: {meta['device']}. Peak = the best float32 matmul (2048^3 on CPU, 8192^3 on CUDA) measured "
+        "between the model's rounds; every tool best of "
         f"{rows[0]['rounds']} interleaved rounds. "
         "GFLOP/s nominal = the plain model's forward work per point / time; executed = what genlab actually "
         "computes (the first-layer precompute skips the first layer's matmul). genlab loop = method='loop', "
@@ -303,6 +313,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=STEPS, help="grid side (51 for the reported table)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per model (best is reported)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (models are trained on CPU, then moved)")
     parser.add_argument("--no-write", action="store_true", help="print only (for smoke runs)")
     args = parser.parse_args()
     STEPS = args.steps
@@ -316,11 +327,13 @@ def main() -> None:
     ]
     rows = []
     for name, model, x, y in models:
-        rows.append(bench_model(name, model, x, y, args.rounds))
+        device = torch.device(args.device)
+        rows.append(bench_model(name, model.to(device), x.to(device), y.to(device), args.rounds))
         print(f"done {name}", flush=True)
     peak = max(r["peak_gflops"] for r in rows)
     meta = {
         "cpu": platform.processor() or platform.machine(),
+        "device": args.device,
         "torch": torch.__version__,
         "threads": THREADS,
         "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
