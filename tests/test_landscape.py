@@ -438,3 +438,16 @@ def test_fused_cross_entropy_and_accuracy():
     assert is_plain_cross_entropy(nn.functional.cross_entropy) and is_plain_cross_entropy(nn.CrossEntropyLoss())
     assert not is_plain_cross_entropy(nn.CrossEntropyLoss(label_smoothing=0.1))
     assert not plain_labels(torch.tensor([0, -100])) and plain_labels(torch.tensor([0, 2]))
+
+
+def test_plane_forces_channels_last_both_ways():
+    model = pool_cnn()
+    data = blobs(30, (2, 8, 8), 7)
+    obj = Objective(model, data=data)
+    d = random_directions(obj, 2, seed=8)
+    on = plane(obj, d1=d, steps=3, method="loop", channels_last="on")
+    off = plane(obj, d1=d, steps=3, method="loop", channels_last="off")
+    assert on.evaluator["channels_last"] is True and off.evaluator["channels_last"] is False
+    assert np.allclose(on.train_loss, off.train_loss, rtol=1e-5, atol=1e-6)
+    with pytest.raises(GenlabError, match="channels_last"):
+        plane(obj, d1=d, steps=3, channels_last="yes")

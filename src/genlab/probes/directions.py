@@ -286,6 +286,7 @@ def basin_radius(
     rtol: float = 1e-3,
     method: str = "auto",
     first_layer: str = "auto",
+    channels_last: str = "auto",
 ) -> BasinRadius:
     """Per random direction d (see `random_directions`), the smallest r with f(theta + r d) > f(theta) + delta.
 
@@ -302,7 +303,7 @@ def basin_radius(
     theta = obj.params() if theta is None else flat_vector(obj, theta, "theta")
     dirs = random_directions(obj, n_directions, normalization, ignore, seed, theta)
     t0 = time.perf_counter()
-    ev = PointEvaluator(objs, theta, dirs.vectors, None, False, method, first_layer)
+    ev = PointEvaluator(objs, theta, dirs.vectors, None, False, method, first_layer, None, channels_last)
     k, n_sets = n_directions, len(objs)
     f0 = ev.evaluate(np.zeros((1, k)))[:, 0, 0]
     lo = np.zeros((n_sets, k))

@@ -165,7 +165,8 @@ class Combination:
         if lead != self._lead:
             partial = self.base.clone() if self.base is not None else torch.zeros_like(self.rows[0])
             for cj, row in zip(lead, self.rows, strict=False):
-                partial.add_(row, alpha=cj)
+                if cj != 0.0:  # basin scans move along one direction at a time
+                    partial.add_(row, alpha=cj)
             self._partial, self._lead = partial, lead
         return torch.add(self._partial, self.rows[-1], alpha=c[-1], out=out)
 

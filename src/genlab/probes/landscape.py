@@ -26,8 +26,9 @@ recomputes them per point by a pass over `obj`'s data (cumulative average with B
 mode="eval"). Endpoints given as an nn.Module or a state dict bring their statistics; a flat theta brings none
 and uses `obj`'s. The choice is recorded in the result.
 
-Evaluation goes through `fasteval.PointEvaluator` (`method`, `first_layer` force its choices here; it also
-measures channels_last copies for conv nets and applies exact rewrites, see fasteval). Probes never train,
+Evaluation goes through `fasteval.PointEvaluator`: `method` ("auto", "loop", "vmap"), `first_layer` and
+`channels_last` ("auto", "on", "off") force its choices; "auto" measures them. It also applies exact rewrites
+of its private model copies (see fasteval). Probes never train,
 never modify `obj`, `test` or the models passed in, and must not import genlab.train / store / studies / cli /
 runner.
 """
@@ -126,9 +127,9 @@ def _endpoints(obj: Objective, points, n: int, name: str, bn: str):
     return thetas, buffers, source
 
 
-def _run(objs, base, dirs, coords, buffers=None, recompute=False, method="auto", first_layer="auto", ppb=None):
+def _run(objs, base, dirs, coords, buffers, recompute, method, first_layer, channels_last):
     t0 = time.perf_counter()
-    ev = PointEvaluator(objs, base, dirs, buffers, recompute, method, first_layer, ppb)
+    ev = PointEvaluator(objs, base, dirs, buffers, recompute, method, first_layer, channels_last=channels_last)
     vals = ev.evaluate(coords)
     seconds = time.perf_counter() - t0
     for s, o in enumerate(objs):
@@ -186,6 +187,7 @@ def interpolate(
     bn: str = "interpolate",
     method: str = "auto",
     first_layer: str = "auto",
+    channels_last: str = "auto",
 ) -> Landscape:
     """Loss/accuracy along alpha theta_a + (1 - alpha) theta_b (or the sine path); see the module docstring."""
     check_choice("path", path, PATHS)
@@ -198,7 +200,9 @@ def interpolate(
         coords = np.stack([alphas, 1 - alphas], 1)
     else:
         coords = np.stack([np.sin(alphas * np.pi / 2), np.cos(alphas * np.pi / 2)], 1)
-    vals, cost, plan = _run(objs, None, thetas, coords, buffers, bn == "recompute", method, first_layer)
+    vals, cost, plan = _run(
+        objs, None, thetas, coords, buffers, bn == "recompute", method, first_layer, channels_last
+    )
     spec = {"path": path, "bn_source": source, "units": "alpha: 1 = theta_a, 0 = theta_b"}
     n = len(alphas)
     return _landscape("interpolate", objs, {"alpha": alphas}, vals, (n,), slice(None), cost, plan, bn, spec)
@@ -217,9 +221,24 @@ def line(
     ignore: str | None = "biasbn",
     method: str = "auto",
     first_layer: str = "auto",
+    channels_last: str = "auto",
 ) -> Landscape:
     """Loss/accuracy at center + x d on the symmetric grid x in [-extent, extent] (d random if None)."""
-    return _grid("line", obj, center, [d], extent, steps, test, seed, normalization, ignore, method, first_layer)
+    return _grid(
+        "line",
+        obj,
+        center,
+        [d],
+        extent,
+        steps,
+        test,
+        seed,
+        normalization,
+        ignore,
+        method,
+        first_layer,
+        channels_last,
+    )
 
 
 def plane(
@@ -236,14 +255,27 @@ def plane(
     ignore: str | None = "biasbn",
     method: str = "auto",
     first_layer: str = "auto",
+    channels_last: str = "auto",
 ) -> Landscape:
     """Loss/accuracy at center + x d1 + y d2 on a steps x steps symmetric grid; d1 may be 2 Directions."""
     return _grid(
-        "plane", obj, center, [d1, d2], extent, steps, test, seed, normalization, ignore, method, first_layer
+        "plane",
+        obj,
+        center,
+        [d1, d2],
+        extent,
+        steps,
+        test,
+        seed,
+        normalization,
+        ignore,
+        method,
+        first_layer,
+        channels_last,
     )
 
 
-def _grid(kind, obj, center, ds, extent, steps, test, seed, normalization, ignore, method, first_layer):
+def _grid(kind, obj, center, ds, extent, steps, test, seed, normalization, ignore, method, first_layer, nhwc):
     objs = objectives(obj, test)
     steps = _steps(steps)
     check_positive("extent", extent)
@@ -265,7 +297,7 @@ def _grid(kind, obj, center, ds, extent, steps, test, seed, normalization, ignor
         gx, gy = np.meshgrid(xs, xs, indexing="ij")
         coords, shape, axes = np.stack([gx.ravel(), gy.ravel()], 1), (steps, steps), {"x": xs, "y": xs}
     coords = np.concatenate([coords, np.zeros((1, len(ds)))])  # the center itself, last
-    vals, cost, plan = _run(objs, center, dirs, coords, None, False, method, first_layer)
+    vals, cost, plan = _run(objs, center, dirs, coords, None, False, method, first_layer, nhwc)
     spec = {"extent": float(extent), "steps": steps, "units": "direction lengths (see directions.normalization)"}
     center_vals = _center_dict(vals[:, :, -1], len(objs) > 1)
     mask = np.ones(shape, dtype=bool)
@@ -283,6 +315,7 @@ def barycentric(
     bn: str = "interpolate",
     method: str = "auto",
     first_layer: str = "auto",
+    channels_last: str = "auto",
 ) -> Landscape:
     """Loss/accuracy at a w1 + b w2 + (1-a-b) w3 over the (extended) triangle; see the module docstring."""
     objs = objectives(obj, test)
@@ -297,7 +330,9 @@ def barycentric(
     mask = ii + jj <= s + 3 * m  # 1 - a - b >= -extend
     a, b = ab[ii[mask]], ab[jj[mask]]
     coords = np.stack([a, b, 1 - a - b], 1)
-    vals, cost, plan = _run(objs, None, basis, coords, buffers, bn == "recompute", method, first_layer)
+    vals, cost, plan = _run(
+        objs, None, basis, coords, buffers, bn == "recompute", method, first_layer, channels_last
+    )
     spec = {"steps": steps, "extend": m / s, "bn_source": source, "units": "barycentric weights of w1, w2"}
     return _landscape("barycentric", objs, {"a": ab, "b": ab}, vals, mask.shape, mask, cost, plan, bn, spec)
 
@@ -311,6 +346,7 @@ def bilinear(
     bn: str = "interpolate",
     method: str = "auto",
     first_layer: str = "auto",
+    channels_last: str = "auto",
 ) -> Landscape:
     """Loss/accuracy at (1-u)(1-v) w1 + u(1-v) w2 + (1-u) v w3 + u v w4 on u, v in [0, 1]."""
     objs = objectives(obj, test)
@@ -320,7 +356,9 @@ def bilinear(
     gu, gv = np.meshgrid(uv, uv, indexing="ij")
     u, v = gu.ravel(), gv.ravel()
     coords = np.stack([(1 - u) * (1 - v), u * (1 - v), (1 - u) * v, u * v], 1)
-    vals, cost, plan = _run(objs, None, basis, coords, buffers, bn == "recompute", method, first_layer)
+    vals, cost, plan = _run(
+        objs, None, basis, coords, buffers, bn == "recompute", method, first_layer, channels_last
+    )
     spec = {"steps": steps, "bn_source": source, "units": "u: w1 -> w2, v: w1 -> w3"}
     mask = np.ones((steps, steps), dtype=bool)
     return _landscape("bilinear", objs, {"u": uv, "v": uv}, vals, mask.shape, mask, cost, plan, bn, spec)
@@ -337,6 +375,7 @@ def barrier(
     bn: str = "interpolate",
     method: str = "auto",
     first_layer: str = "auto",
+    channels_last: str = "auto",
 ) -> Barrier:
     """max over alpha in [0, 1] of f(alpha theta_a + (1-alpha) theta_b) - max(f(theta_a), f(theta_b)).
 
@@ -348,7 +387,7 @@ def barrier(
     check_positive("refine", refine, integer=True, allow_zero=True)
     basis, buffers, source = _endpoints(obj, [theta_a, theta_b], 2, "thetas", bn)
     t0 = time.perf_counter()
-    ev = PointEvaluator(objs, None, basis, buffers, bn == "recompute", method, first_layer)
+    ev = PointEvaluator(objs, None, basis, buffers, bn == "recompute", method, first_layer, None, channels_last)
     alphas = list(np.arange(steps) / (steps - 1))
     vals = ev.evaluate(np.stack([alphas, 1 - np.asarray(alphas)], 1))
     i = int(np.argmax(vals[0, 0]))
