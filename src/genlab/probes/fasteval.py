@@ -304,11 +304,10 @@ class PointEvaluator:
                         else:
                             loss = loss_fn(logits, y)
                             cols[s][i].append((loss[None], accuracy(logits, y, loss)[None]))
-                for s, chunks in enumerate(sets):
-                    for i, (_, y) in enumerate(chunks):
-                        if pending[s][i]:
-                            cols[s][i].append(ce_and_accuracy(torch.stack(pending[s][i]), y))
-                            pending[s][i] = []
+            for s, chunks in enumerate(sets):
+                for i, (_, y) in enumerate(chunks):
+                    if pending[s][i]:
+                        cols[s][i].append(ce_and_accuracy(torch.stack(pending[s][i]), y))
         if m.injected is not None:
             m.injected.value = None
         self._count(len(cs))
