@@ -224,21 +224,8 @@ def line(
     channels_last: str = "auto",
 ) -> Landscape:
     """Loss/accuracy at center + x d on the symmetric grid x in [-extent, extent] (d random if None)."""
-    return _grid(
-        "line",
-        obj,
-        center,
-        [d],
-        extent,
-        steps,
-        test,
-        seed,
-        normalization,
-        ignore,
-        method,
-        first_layer,
-        channels_last,
-    )
+    opts = (method, first_layer, channels_last)
+    return _grid("line", obj, center, [d], extent, steps, test, seed, normalization, ignore, opts)
 
 
 def plane(
@@ -258,24 +245,11 @@ def plane(
     channels_last: str = "auto",
 ) -> Landscape:
     """Loss/accuracy at center + x d1 + y d2 on a steps x steps symmetric grid; d1 may be 2 Directions."""
-    return _grid(
-        "plane",
-        obj,
-        center,
-        [d1, d2],
-        extent,
-        steps,
-        test,
-        seed,
-        normalization,
-        ignore,
-        method,
-        first_layer,
-        channels_last,
-    )
+    opts = (method, first_layer, channels_last)
+    return _grid("plane", obj, center, [d1, d2], extent, steps, test, seed, normalization, ignore, opts)
 
 
-def _grid(kind, obj, center, ds, extent, steps, test, seed, normalization, ignore, method, first_layer, nhwc):
+def _grid(kind, obj, center, ds, extent, steps, test, seed, normalization, ignore, opts):
     objs = objectives(obj, test)
     steps = _steps(steps)
     check_positive("extent", extent)
@@ -297,7 +271,7 @@ def _grid(kind, obj, center, ds, extent, steps, test, seed, normalization, ignor
         gx, gy = np.meshgrid(xs, xs, indexing="ij")
         coords, shape, axes = np.stack([gx.ravel(), gy.ravel()], 1), (steps, steps), {"x": xs, "y": xs}
     coords = np.concatenate([coords, np.zeros((1, len(ds)))])  # the center itself, last
-    vals, cost, plan = _run(objs, center, dirs, coords, None, False, method, first_layer, nhwc)
+    vals, cost, plan = _run(objs, center, dirs, coords, None, False, *opts)
     spec = {"extent": float(extent), "steps": steps, "units": "direction lengths (see directions.normalization)"}
     center_vals = _center_dict(vals[:, :, -1], len(objs) > 1)
     mask = np.ones(shape, dtype=bool)
