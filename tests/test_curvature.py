@@ -199,6 +199,26 @@ def test_eps_sharpness_quadratic_box_maximum():
     assert eps_sharpness(obj, eps=1e-2, subspace_dim=5, seed=1).phi == sub.phi
 
 
+def test_eps_sharpness_at_a_minimizer_with_zero_gradient_finds_the_box_corner():
+    # theta = c: the gradient is exactly 0, so an ascent from y = 0 (the paper's start) stops at iteration 0
+    # with phi = 0; the random start must still reach the known maximum 0.5 sum_i D_i r_i^2 (any corner)
+    g = torch.Generator().manual_seed(1)
+    n = 40
+    c = torch.randn(n, generator=g, dtype=F64)
+    d = torch.rand(n, generator=g, dtype=F64) * 5 + 0.1
+    obj = Objective(Quadratic(c, c, d), half_sum_squares, (torch.zeros(2, 1), torch.zeros(2)), dtype=F64)
+    assert float(obj.grad(obj.params()).abs().max()) == 0.0
+    for eps in (1e-3, 5e-4):
+        res = eps_sharpness(obj, eps=eps, max_iter=10)
+        radius = eps * (c.abs() + 1)
+        fmax = float(0.5 * (d * radius**2).sum())
+        assert res.loss == 0.0 and res.moved and res.iterations >= 1
+        assert res.phi > 0
+        assert res.loss_max == pytest.approx(fmax, rel=1e-8)
+    sub = eps_sharpness(obj, eps=1e-3, subspace_dim=10, seed=3)
+    assert sub.phi > 0 and sub.moved
+
+
 def test_bad_inputs(case):
     obj = case[0]
     cases = [
