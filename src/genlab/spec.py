@@ -31,6 +31,7 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta", "adagrad")
 SCHEDULES = ("constant", "step", "exponential", "cosine")
 LOSSES = ("cross_entropy", "mse")
 AUGMENTATIONS = ("none", "shift")
+POLISH = ("none", "lbfgs")
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,14 @@ class TrainSpec:
     The full train and test sets are evaluated (a history row) every `eval_every` epochs, at the end, and every
     epoch when `target_train_acc` is set. `augment="shift"` shifts each training example by up to
     `shift_pixels` per spatial axis (zero fill).
-    Training stops after `epochs` epochs, after `max_steps` steps, or when train accuracy (full pass, eval mode,
-    checked at the end of each epoch) reaches `target_train_acc`.
+    Training stops after `epochs` epochs, after `max_steps` steps, when train accuracy (full pass, eval mode,
+    checked at the end of each epoch) reaches `target_train_acc`, or when the full training loss (same pass)
+    falls to `target_train_loss` — the stop that compares regimes at matched training loss.
+    `order_seed` (default: `seed`) seeds the batch order, augmentation and gradient noise, so two runs with the
+    same `seed` and different `order_seed` start from the same x0 and see another data order (an A/A control).
+    `polish="lbfgs"`: after the loop, full-batch L-BFGS (strong Wolfe line search) in float64 for at most
+    `polish_steps` iterations, until the full-batch gradient norm is <= `target_grad_norm` (default 1e-5): how
+    small nets are brought to a critical point (e.g. for exact Hessian spectra).
     """
 
     optimizer: str = "sgd"
@@ -65,6 +72,10 @@ class TrainSpec:
     clip: float | None = None
     target_train_acc: float | None = None
     target_grad_norm: float | None = None
+    target_train_loss: float | None = None
+    order_seed: int | None = None
+    polish: str = "none"
+    polish_steps: int = 500
     switch_batch_epoch: int | None = None
     switch_batch_size: int | None = None
     switch_optimizer_epoch: int | None = None
@@ -84,6 +95,8 @@ class TrainSpec:
         check_choice("train.schedule", self.schedule, SCHEDULES)
         check_choice("train.loss", self.loss, LOSSES)
         check_choice("train.augment", self.augment, AUGMENTATIONS)
+        check_choice("train.polish", self.polish, POLISH)
+        check_positive("train.polish_steps", self.polish_steps, integer=True)
         if self.switch_optimizer is not None:
             check_choice("train.switch_optimizer", self.switch_optimizer, OPTIMIZERS)
         check_positive("train.lr", self.lr)
@@ -96,12 +109,19 @@ class TrainSpec:
         check_positive("train.shift_pixels", self.shift_pixels, integer=True)
         for name in ("momentum", "weight_decay", "noise_eta", "noise_gamma", "snapshot_every"):
             check_positive(f"train.{name}", getattr(self, name), allow_zero=True, integer=name == "snapshot_every")
-        for name in ("max_steps", "clip", "switch_batch_size", "switch_lr", "target_grad_norm"):
+        for name in (
+            "max_steps",
+            "clip",
+            "switch_batch_size",
+            "switch_lr",
+            "target_grad_norm",
+            "target_train_loss",
+        ):
             if getattr(self, name) is not None:
                 check_positive(
                     f"train.{name}", getattr(self, name), integer=name in ("max_steps", "switch_batch_size")
                 )
-        for name in ("switch_batch_epoch", "switch_optimizer_epoch"):
+        for name in ("switch_batch_epoch", "switch_optimizer_epoch", "order_seed"):
             if getattr(self, name) is not None:
                 check_positive(f"train.{name}", getattr(self, name), integer=True, allow_zero=True)
         if self.target_train_acc is not None and not 0 < self.target_train_acc <= 1:
