@@ -201,3 +201,27 @@ def test_eval_every_thins_the_history_but_not_the_training():
     assert [r["epoch"] for r in thin.history] == [3, 6, 7]
     assert same_state(full.final_state, thin.final_state)
     assert thin.history[-1]["train_loss"] == full.history[-1]["train_loss"]
+
+
+def test_stops_at_target_train_loss_with_the_full_training_loss():
+    run = train(tiny_spec(epochs=200, target_train_loss=0.05))
+    assert run.stop_reason == "target_train_loss" and run.final["train_loss"] <= 0.05
+    assert all(row["train_loss"] > 0.05 for row in run.history[:-1])  # it stopped at the first epoch below
+
+
+def test_order_seed_keeps_x0_and_changes_the_batch_order():
+    a, b = train(tiny_spec(epochs=2)), train(tiny_spec(epochs=2, order_seed=7))
+    for k in a.init_state:
+        assert torch.equal(a.init_state[k], b.init_state[k])
+    key = next(iter(a.final_state))
+    assert not torch.equal(a.final_state[key], b.final_state[key])
+    assert torch.equal(train(tiny_spec(epochs=2, order_seed=0)).final_state[key], a.final_state[key])
+
+
+def test_polish_reaches_a_critical_point_in_float64():
+    spec = tiny_spec(epochs=3, polish="lbfgs", polish_steps=500, target_grad_norm=1e-6, weight_decay=1e-2)
+    spec = spec.replace(**{"model.activation": "tanh"})
+    run = train(spec)
+    last = run.history[-1]
+    assert last["polished"] and last["polish_iterations"] >= 1 and last["grad_norm"] <= 1e-6
+    assert last["stop_reason"] == "polished" and run.history[-2]["grad_norm"] > 1e-3
