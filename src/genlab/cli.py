@@ -110,7 +110,12 @@ def cmd_run(args: argparse.Namespace) -> None:
     result = run_study(args.study, **_exec_kwargs(args))
     for c in result["claims"]:
         lo, hi = (_fmt(v) for v in c["ci"])
-        print(f"{c['id']:<14} {c['verdict']:<14} effect {_fmt(c['effect'])}  CI [{lo}, {hi}]")
+        ctrl = c.get("control") or {}
+        flags = " degenerate" if c.get("degenerate") else ""
+        print(
+            f"{c['id']:<14} {c['verdict']:<14} effect {_fmt(c['effect'])}  CI [{lo}, {hi}]  "
+            f"control {ctrl.get('verdict', 'none')}{flags}  {c.get('summary', '')}"
+        )
     print(f"report: {_out(args) / args.study / 'index.html'}")
 
 

@@ -17,15 +17,22 @@ body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0
 table{border-collapse:collapse;margin:1em 0;width:100%}th,td{border:1px solid #ccc;padding:4px 8px;
 text-align:left;vertical-align:top;font-size:14px}th{background:#f3f3f3}.supported{background:#dff3df}
 .not-supported{background:#f8dcdc}.inconclusive{background:#fff5d6}img{max-width:100%;margin:.5em 0}
-code{background:#f3f3f3;padding:0 3px}.small{color:#666;font-size:13px}
+code{background:#f3f3f3;padding:0 3px}.small{color:#666;font-size:13px}.flag{color:#a33;font-weight:bold}
 """
 
 
 _RULE = (
-    "Verdict rule (shared by every study): each claim is a per-seed quantity oriented so that positive means "
-    "the claim holds (a paired difference, log ratio or margin); supported when the 95% Student-t interval of "
-    "its mean over seeds lies above the claim's threshold, not supported when it lies below, inconclusive "
-    "otherwise (and with fewer than two usable seeds)."
+    "Verdict rule (shared by every study): each claim is a continuous per-seed quantity oriented so that "
+    "positive means the claim holds (a paired difference, log ratio or slope, regimes compared at matched "
+    "training loss); supported when its 95% interval lies above the claim's threshold, not supported when it "
+    "lies below, inconclusive otherwise (and with fewer than two usable seeds). The interval is Student-t over "
+    "seeds; for quantities built from test examples its standard error also includes the test-set sampling "
+    "error (variance over test examples of the seed-averaged per-example contributions). Every claim has a "
+    "negative control (the same quantity where the claim must not hold: an A/A comparison, the network at "
+    "initialization, a shuffled pairing), judged by the same rule: a claim whose control passes too is "
+    "inconclusive. Where the paper states a size, the interval is also compared with it (magnitude). "
+    "Degenerate: every seed gave the same value (a saturated quantity); with a zero-width interval it is "
+    "inconclusive. Undefined per-seed values are left out and counted."
 )
 
 
@@ -52,19 +59,46 @@ def _claim_rows(claims: list[dict], study_link: str | None = None) -> str:
         study = (
             f"<td><a href='{study_link}'>{html.escape(study_link.split('/')[0])}</a></td>" if study_link else ""
         )
+        reason = f"<br><span class='small'>{html.escape(c['reason'])}</span>" if c.get("reason") else ""
+        flag = "<br><span class='flag'>degenerate</span>" if c.get("degenerate") else ""
         rows.append(
             f"<tr>{study}<td><code>{html.escape(c['id'])}</code></td><td>{html.escape(c['text'])}</td>"
-            f"<td class='{css}'>{html.escape(c['verdict'])}</td><td>{_num(c['effect'])}</td><td>{ci}</td>"
+            f"<td class='{css}'>{html.escape(c['verdict'])}{reason}{flag}</td><td>{_num(c['effect'])}</td>"
+            f"<td>{ci}</td><td>{_control(c.get('control'))}</td><td class='small'>{_magnitude(c)}</td>"
             f"<td class='small'>{html.escape(c.get('quantity', ''))}<br>per seed: {seeds}<br>"
-            f"{html.escape(c.get('detail', ''))}</td><td class='small'>{html.escape(c.get('paper', ''))}</td></tr>"
+            f"{html.escape(c.get('detail', ''))}<br><i>interval: {html.escape(c.get('uncertainty', ''))}</i>"
+            f"{_parts(c.get('parts', []))}</td><td class='small'>{html.escape(c.get('paper', ''))}</td></tr>"
         )
     return "".join(rows)
 
 
 _HEAD = (
-    "<tr><th>claim</th><th>text</th><th>verdict</th><th>effect</th><th>95% CI</th><th>measured</th>"
-    "<th>the paper</th></tr>"
+    "<tr><th>claim</th><th>text</th><th>verdict</th><th>effect</th><th>95% CI</th><th>control</th>"
+    "<th>direction / magnitude</th><th>measured</th><th>the paper</th></tr>"
 )
+
+
+def _control(ctrl: dict | None) -> str:
+    if not ctrl:
+        return "<span class='flag'>none</span>"
+    css = ctrl["verdict"].replace(" ", "-")
+    ci = f"[{_num(ctrl['ci'][0])}, {_num(ctrl['ci'][1])}]"
+    return (
+        f"<span class='{css}'>{html.escape(ctrl['verdict'])}</span> {_num(ctrl['effect'])} {ci}"
+        f"<br><span class='small'>{html.escape(ctrl.get('quantity', ''))}</span>"
+    )
+
+
+def _magnitude(c: dict) -> str:
+    return html.escape(c.get("summary") or f"direction {c.get('direction', '')}")
+
+
+def _parts(parts: list[dict]) -> str:
+    return "".join(
+        f"<br>part <i>{html.escape(p['id'])}</i>: {html.escape(p['verdict'])} {_num(p['effect'])} "
+        f"[{_num(p['ci'][0])}, {_num(p['ci'][1])}]"
+        for p in parts
+    )
 
 
 def _table(table: dict) -> str:

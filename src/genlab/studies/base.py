@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from genlab.errors import check_choice, check_positive
 from genlab.spec import RunSpec
-from genlab.store import Store
-from genlab.studies.verdict import Verdict
-from genlab.train import Run
+from genlab.store import Store, model_from_state
+from genlab.studies.verdict import Measure, Verdict, accuracy, pack
+from genlab.train import Run, load_data
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,23 @@ class Context:
     def run(self, spec: RunSpec) -> Run:
         """The trained run for `spec` (trained now if the plan did not include it)."""
         return self.store.get_or_train(spec)
+
+    def correct(self, run: Run) -> str:
+        """The final model's per-example 0/1 test correctness as a digit string (`verdict.pack`; read it back
+        with `verdict.accuracy`, whose intervals then include test-set noise); cached in the store."""
+
+        def compute() -> dict:
+            data = load_data(run.spec)
+            model = model_from_state(run.spec, run.final_state, data)
+            with torch.no_grad():
+                pred = torch.cat([model(data.x_test[i : i + 4096]).argmax(1) for i in range(0, data.n_test, 4096)])
+            return {"correct": pack((pred == data.y_test).numpy())}
+
+        return self.store.cached_probe(run.spec.run_id, "test-correct", {"at": "final"}, compute)["correct"]
+
+    def test_accuracy(self, run: Run) -> Measure:
+        """The final model's test accuracy with its per-example correctness (see `correct`)."""
+        return accuracy(self.correct(run))
 
 
 class Study:
