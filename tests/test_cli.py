@@ -83,15 +83,25 @@ def test_run_and_reproduce_demo_smoke(tmp_path, capsys):
     result = read_json(tmp_path / "demo" / "result.json")
     assert {"study", "preset", "seeds", "claims", "figures", "runs"} <= result.keys()
     assert result["study"] == "demo" and result["preset"] == "smoke" and result["seeds"] == 2
-    assert len(result["runs"]) == 4 and all((tmp_path / r / "status.json").exists() for r in result["runs"])
+    assert len(result["runs"]) == 10 and all((tmp_path / r / "status.json").exists() for r in result["runs"])
     for claim in result["claims"]:
-        assert {"id", "text", "verdict", "effect", "ci", "per_seed", "detail"} <= claim.keys()
+        assert {
+            "id",
+            "text",
+            "verdict",
+            "effect",
+            "ci",
+            "per_seed",
+            "detail",
+            "control",
+            "degenerate",
+        } <= claim.keys()
         assert claim["verdict"] in ("supported", "not supported", "inconclusive") and len(claim["per_seed"]) == 2
     assert (tmp_path / "demo" / result["figures"][0]).stat().st_size > 1000
     # the verdicts come from the stored runs' numbers
     gap = result["claims"][1]
     finals = [read_json(tmp_path / r / "history.json")[-1]["test_acc"] for r in result["runs"]]
-    assert gap["per_seed"] == pytest.approx([finals[0] - finals[1], finals[2] - finals[3]])
+    assert gap["per_seed"] == pytest.approx([finals[0] - finals[1], finals[5] - finals[6]])  # SB - LB per seed
     # reproduce reuses the runs and writes the index
     assert main(["reproduce", "--preset", "smoke", "--only", "demo", "--out", str(tmp_path), "--quiet"]) == 0
     assert read_json(tmp_path / "demo" / "result.json")["trained_now"] == 0

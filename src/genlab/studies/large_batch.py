@@ -1,24 +1,30 @@
 """Study `large-batch`: Keskar et al., "On large-batch training for deep learning: generalization gap and sharp
-minima" (ICLR 2017). Every claim of STUDIES.md's large-batch section, measured per seed.
+minima" (ICLR 2017). Every claim of STUDIES.md's large-batch section, measured per seed; the claims themselves
+(quantities, controls, magnitudes) are in `large_batch_claims`, the figures in `large_batch_figures`.
 
-Protocol. Per setup (data + network) and seed, small-batch (SB, ~1% of n) and large-batch (LB, 10% of n) Adam
-runs start from the same x0 (the init depends on the seed only) and train for the preset's fixed epoch budget
-(the paper trains until the training loss stops improving; a fixed, documented budget keeps runs comparable
-and cacheable). Measurements at both minimizers, on the training set in eval mode:
-- Keskar sharpness phi (`probes.eps_sharpness`) at eps 1e-3 and 5e-4, full space and a 100-dim random subspace
-  (A with orthonormal columns), 10 L-BFGS-B iterations;
+Protocol. Per setup (data + network) and seed, Adam runs start from the same x0 (the init depends on the seed
+only): small-batch SB (~1% of n), large-batch LB (10% of n), and the A/A control SBc (SB with another batch
+order, `train.order_seed`). Every run of the comparison trains until the full training cross-entropy reaches
+the preset's `target_loss` (`train.target_train_loss`; the paper trains until the loss stops improving): the
+regimes are compared at MATCHED TRAINING LOSS. A fixed epoch budget confounds every geometry comparison: at 30
+epochs SB had made 9x more steps than LB and ended 25x lower in loss (issue "trustworthy verdicts"). The
+fixed-budget pair (SB and LB for `budget_epochs` epochs) is still trained and reported in a table beside the
+matched one ("at end of budget"), never judged.
+
+Measurements at each minimizer, on the training set in eval mode:
+- Keskar sharpness phi (`probes.eps_sharpness`, random start inside the box) at eps 1e-3 and 5e-4, full space
+  and a 100-dim random subspace (A with orthonormal columns); a value whose ascent never moved is undefined;
 - top-5 Hessian eigenvalues (Lanczos) and the SLQ spectral density; "steep" eigenvalues are those above 1% of
-  lambda_max, and the steep fraction is the SLQ mass above that threshold;
-- parametric plots f(alpha x_l + (1-alpha) x_s), alpha in [-1, 2], linear and sine paths, train and test, loss
-  and accuracy; "which side rises faster" = train-loss rise 0.25 units of alpha beyond each endpoint;
-- distances ||x - x0||.
-Warm start (LB-warm): SB for k epochs, then LB for the rest of the budget (k = 0 is the LB run, k = budget the
-SB run). Trajectories (LB-traj): the SB and LB runs record flat parameter snapshots (`train.snapshot_every`, the
-loop's built-in callback, so they survive caching) at ~10 points; phi (eps 1e-3) and lambda_max are measured at
-each against the training cross-entropy. (For BatchNorm nets, snapshots hold parameters only; probes along the
-trajectory use the final running statistics.) Batch-size sweep (LB-sweep): test accuracy and phi vs batch size.
-A claim's per-seed value is averaged over the preset's setups (one in smoke/quick, F1/MNIST and C1/CIFAR-10
-in paper); details list each setup.
+  lambda_max, the steep fraction is the SLQ mass above it (also at x0, LB-lowdim's control);
+- parametric plots f(alpha x_l + (1-alpha) x_s), alpha in [-1, 2], linear and sine paths, train and test (and
+  the control path between SB and SBc); "rise" = loss 0.25 units of alpha beyond an endpoint minus the loss at
+  it;
+- distances ||x - x0||, per-example test correctness (intervals include test-set noise);
+- trajectories: flat parameter snapshots (`train.snapshot_every`, about `snapshots` per run) with phi (eps 1e-3,
+  full space) and lambda_max against the training cross-entropy.
+Warm start (LB-warm): SB for k epochs, then LB until the target loss. Batch-size sweep (LB-sweep): every batch
+size trained to the target loss. A claim's per-seed value is averaged over the preset's setups (one in smoke/quick,
+F1/MNIST and C1/CIFAR-10 in paper).
 """
 
 from __future__ import annotations
@@ -31,21 +37,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab.errors import GenlabError
 from genlab.probes import Objective, eps_sharpness, spectral_density, top_eigenvalues
 from genlab.probes.landscape import interpolate
 from genlab.spec import RunSpec, TrainSpec
 from genlab.store import model_from_state
 from genlab.studies.base import Context, Preset, Study
+from genlab.studies.large_batch_claims import SHARPNESS, STEEP_TAU, claims, end_of_budget_table
 from genlab.studies.large_batch_figures import draw_figures
-from genlab.studies.verdict import Verdict, judge
-from genlab.studies.verdict import spearman as rho
+from genlab.studies.verdict import Verdict
 from genlab.train import Run, batch_loss, load_data
 
-SHARPNESS = [(1e-3, None), (5e-4, None), (1e-3, 100), (5e-4, 100)]  # (eps, subspace dim)
-STEEP_TAU, RISE_STEP = 1e-2, 0.25
-PHI_FLOOR = 1e-6  # log ratios count values below this (e.g. a phi of exactly 0: no ascent found) as this
-
-_DIGITS_MLP = {"name": "digits", "data": {"name": "digits"}, "model": {"name": "mlp", "widths": [256, 256]}}
+CONTROL_ORDER = 1000  # SBc: order_seed = seed + CONTROL_ORDER (same x0, another batch order)
+_MNIST1D = {
+    "name": "mnist1d",
+    "data": {"name": "mnist1d", "n_test": 4000},
+    "model": {"name": "mlp", "widths": [128, 128]},
+}
 _PAPER = [
     {"name": "F1/MNIST", "data": {"name": "mnist"}, "model": {"name": "keskar-f1"}},
     {"name": "C1/CIFAR-10", "data": {"name": "cifar10"}, "model": {"name": "keskar-c1"}},
@@ -59,52 +67,62 @@ class LargeBatchStudy(Study):
     presets = {  # noqa: RUF012
         "smoke": Preset(
             2,
-            "digits subset (200), MLP 16, 2 epochs, 3 L-BFGS-B iterations (seconds; for tests)",
+            "digits subset (200), MLP 16, trained to loss 1.0, 3 L-BFGS-B iterations (seconds; for tests)",
             {
                 "setups": [
                     {
-                        **_DIGITS_MLP,
+                        "name": "digits",
                         "data": {"name": "digits", "train_subset": 200},
                         "model": {"name": "mlp", "widths": [16]},
                     }
                 ],
                 "sb": 8,
-                "epochs": 2,
+                "lr": 3e-3,
+                "target_loss": 1.0,
+                "max_epochs": 30,
+                "budget_epochs": 2,
                 "warm": [1],
                 "sweep": [64],
-                "snapshots": 2,
+                "snapshots": 3,
+                "traj_epochs": {"SB": 2, "LB": 6},
                 "slq": (2, 8),
-                "lr": 1e-3,
                 "sharpness_iter": 3,
             },
         ),
         "quick": Preset(
-            3,
-            "digits, MLP 64-256-256-10, SB 16 / LB 144, Adam 1e-3, 30 epochs, 3 seeds",
+            5,
+            "mnist1d (4,000 train / 4,000 test), MLP 40-128-128-10, Adam 1e-3, SB 40 / LB 400, all trained to "
+            "train loss 0.01; 5 seeds",
             {
-                "setups": [_DIGITS_MLP],
-                "sb": 16,
-                "epochs": 30,
-                "warm": [2, 5, 10],
-                "sweep": [32, 64, 288, 718],
-                "snapshots": 10,
-                "slq": (5, 40),
+                "setups": [_MNIST1D],
+                "sb": 40,
                 "lr": 1e-3,
+                "target_loss": 0.01,
+                "max_epochs": 600,
+                "budget_epochs": 30,
+                "warm": [1, 3],
+                "sweep": [100, 1000],
+                "snapshots": 6,
+                "traj_epochs": {"SB": 80, "LB": 300},
+                "slq": (3, 32),
                 "sharpness_iter": 10,
             },
         ),
         "paper": Preset(
             5,
-            "F1 on MNIST and C1 on CIFAR-10 (--data-root), SB 256 / LB 10%, 100 epochs (GPU)",
+            "F1 on MNIST and C1 on CIFAR-10 (--data-root), SB 256 / LB 10%, trained to loss 0.01 (GPU)",
             {
                 "setups": _PAPER,
                 "sb": 256,
-                "epochs": 100,
-                "warm": [5, 10, 25, 50],
-                "sweep": [512, 1024, 2048, 4096],
-                "snapshots": 10,
-                "slq": (10, 80),
                 "lr": 1e-3,
+                "target_loss": 0.01,
+                "max_epochs": 300,
+                "budget_epochs": 100,
+                "warm": [5, 10, 25],
+                "sweep": [512, 1024, 2048],
+                "snapshots": 10,
+                "traj_epochs": {"SB": 50, "LB": 150},
+                "slq": (10, 80),
                 "sharpness_iter": 10,
             },
         ),
@@ -118,36 +136,43 @@ class LargeBatchStudy(Study):
     def data(ctx: Context, setup: dict) -> dict:
         data = dict(setup["data"])
         if data["name"] in ("mnist", "fashion-mnist", "cifar10", "cifar100"):
-            data["root"] = ctx.data_root or ""
+            if not ctx.data_root:
+                raise GenlabError(
+                    f"--data-root: the {ctx.preset} preset reads {data['name']} from a folder you name"
+                )
+            data["root"] = ctx.data_root
         return data
 
     def lb(self, ctx: Context, setup: dict) -> int:
         return max(1, round(0.1 * self.n_train(ctx, setup)))
 
-    def spec(
-        self, ctx: Context, setup: dict, bs: int, seed: int, warm: int | None = None, snapshots: bool = False
-    ) -> RunSpec:
-        opts: dict = {
-            "optimizer": "adam",
-            "lr": ctx.params["lr"],
-            "batch_size": bs,
-            "epochs": ctx.params["epochs"],
-        }
-        if warm is not None:
-            opts.update(batch_size=ctx.params["sb"], switch_batch_epoch=warm, switch_batch_size=bs)
-        if snapshots:
-            steps = ctx.params["epochs"] * math.ceil(self.n_train(ctx, setup) / bs)
-            opts["snapshot_every"] = max(1, steps // ctx.params["snapshots"])
-        return RunSpec(data=self.data(ctx, setup), model=setup["model"], train=TrainSpec(**opts), seed=seed)
+    def spec(self, ctx: Context, setup: dict, bs: int, seed: int, **opts: object) -> RunSpec:
+        """A run of the comparison: Adam to the target loss (or `epochs` if given), same x0 per seed."""
+        p = ctx.params
+        train = {"optimizer": "adam", "lr": p["lr"], "batch_size": bs, "epochs": p["max_epochs"]}
+        if "epochs" not in opts:
+            train["target_train_loss"] = p["target_loss"]
+        train.update(opts)
+        return RunSpec(data=self.data(ctx, setup), model=setup["model"], train=TrainSpec(**train), seed=seed)
+
+    def snapshot_every(self, ctx: Context, setup: dict, bs: int, regime: str) -> int:
+        steps = ctx.params["traj_epochs"][regime] * math.ceil(self.n_train(ctx, setup) / bs)
+        return max(1, steps // ctx.params["snapshots"])
 
     def specs(self, ctx: Context, setup: dict, seed: int) -> dict[str, RunSpec]:
+        """The runs of one seed by role: SB, LB, SBc (A/A control), warm<k>, bs<b>, budget-SB, budget-LB."""
         sb, lb = ctx.params["sb"], self.lb(ctx, setup)
+        snap_sb, snap_lb = (self.snapshot_every(ctx, setup, b, r) for b, r in ((sb, "SB"), (lb, "LB")))
         out = {
-            "SB": self.spec(ctx, setup, sb, seed, snapshots=True),
-            "LB": self.spec(ctx, setup, lb, seed, snapshots=True),
+            "SB": self.spec(ctx, setup, sb, seed, snapshot_every=snap_sb),
+            "LB": self.spec(ctx, setup, lb, seed, snapshot_every=snap_lb),
+            "SBc": self.spec(ctx, setup, sb, seed, snapshot_every=snap_sb, order_seed=seed + CONTROL_ORDER),
         }
-        out.update({f"warm{k}": self.spec(ctx, setup, lb, seed, warm=k) for k in ctx.params["warm"]})
+        for k in ctx.params["warm"]:
+            out[f"warm{k}"] = self.spec(ctx, setup, sb, seed, switch_batch_epoch=k, switch_batch_size=lb)
         out.update({f"bs{b}": self.spec(ctx, setup, b, seed) for b in ctx.params["sweep"]})
+        for regime, bs in (("SB", sb), ("LB", lb)):
+            out[f"budget-{regime}"] = self.spec(ctx, setup, bs, seed, epochs=ctx.params["budget_epochs"])
         return out
 
     def plan(self, ctx: Context) -> list[RunSpec]:
@@ -172,33 +197,43 @@ class LargeBatchStudy(Study):
             Objective(model, loss, data=(data.x_test, data.y_test)),
         )
 
-    def minimizer(self, ctx: Context, run: Run, full: bool) -> dict:
-        """Sharpness (and, if `full`, eigenvalues and SLQ) at the run's final point; cached in the store."""
+    @staticmethod
+    def phi(obj: Objective, eps: float, dim: int | None, iters: int, theta: torch.Tensor | None = None) -> dict:
+        """phi with its optimizer record; phi is None (undefined) when the ascent never moved."""
+        s = eps_sharpness(obj, eps, dim, iters, theta=theta)
+        return {"phi": s.phi if s.moved else None, "iterations": s.iterations, "evals": s.n_evals}
+
+    def minimizer(self, ctx: Context, run: Run, what: str, at: str = "final") -> dict:
+        """Measurements at the run's final point (or x0), cached: `what` = "phi" (phi at eps 1e-3, full space),
+        "sharpness" (phi for every eps x space, top-5 eigenvalues), "all" (that and the SLQ density), "slq"
+        (lambda_max and the SLQ density only)."""
         n_probes, steps = ctx.params["slq"]
         iters = ctx.params["sharpness_iter"]
 
         def compute() -> dict:
-            obj = self.objectives(run, run.final_state)[0]
-            out = {"loss": obj.loss(obj.params()), "phi": {}}
-            for eps, dim in SHARPNESS if full else SHARPNESS[:1]:
-                out["phi"][f"{eps:g}/{dim or 'full'}"] = eps_sharpness(obj, eps, dim, iters).phi
-            if full:
-                top = top_eigenvalues(obj, k=5)
+            obj = self.objectives(run, run.final_state if at == "final" else run.init_state)[0]
+            out: dict = {"loss": obj.loss(obj.params()), "phi": {}, "sharpness_runs": {}}
+            grid = {"phi": SHARPNESS[:1], "slq": []}.get(what, SHARPNESS)
+            for eps, dim in grid:
+                rec = self.phi(obj, eps, dim, iters)
+                out["phi"][f"{eps:g}/{dim or 'full'}"] = rec.pop("phi")
+                out["sharpness_runs"][f"{eps:g}/{dim or 'full'}"] = rec
+            if what != "phi":
+                out["top"] = top_eigenvalues(obj, k=1 if what == "slq" else 5).eigenvalues.tolist()
+            if what in ("all", "slq"):
                 dens = spectral_density(obj, n_probes=n_probes, lanczos_steps=steps)
-                lmax = float(top.eigenvalues[0])
                 out.update(
-                    top=top.eigenvalues.tolist(),
-                    steep_fraction=dens.fraction_above(STEEP_TAU * lmax),
+                    steep_fraction=dens.fraction_above(STEEP_TAU * out["top"][0]),
                     grid=dens.grid.tolist(),
                     density=dens.density.tolist(),
                     n_params=obj.n_params,
                 )
             return out
 
-        params = {"sharpness": [list(s) for s in SHARPNESS], "slq": [n_probes, steps], "full": full, "iter": iters}
-        return ctx.store.cached_probe(run.spec.run_id, "large-batch-minimizer", params, compute)
+        params = {"sharpness": [list(s) for s in SHARPNESS], "slq": [n_probes, steps], "what": what, "iter": iters}
+        return ctx.store.cached_probe(run.spec.run_id, f"large-batch-minimizer-{at}", params, compute)
 
-    def trajectory(self, ctx: Context, run: Run) -> dict:
+    def trajectory(self, ctx: Context, run: Run) -> list[dict]:
         iters = ctx.params["sharpness_iter"]
 
         def compute() -> dict:
@@ -210,225 +245,84 @@ class LargeBatchStudy(Study):
                     {
                         "step": step,
                         "loss": obj.loss(theta),
-                        "phi": eps_sharpness(obj, 1e-3, max_iter=iters, theta=theta).phi,
+                        "phi": self.phi(obj, 1e-3, None, iters, theta)["phi"],
                         "lambda_max": float(top_eigenvalues(obj, k=1, theta=theta).eigenvalues[0]),
                     }
                 )
             return {"rows": rows}
 
-        return ctx.store.cached_probe(
-            run.spec.run_id, "large-batch-trajectory", {"eps": 1e-3, "iter": iters}, compute
-        )
+        params = {"eps": 1e-3, "iter": iters}
+        return ctx.store.cached_probe(run.spec.run_id, "large-batch-trajectory", params, compute)["rows"]
 
-    def paths(self, ctx: Context, sb: Run, lb: Run) -> dict:
+    def paths(self, ctx: Context, sb: Run, other: Run, kinds: tuple[str, ...]) -> dict:
+        """f(alpha x_other + (1 - alpha) x_sb) on train and test for each path kind."""
+
         def compute() -> dict:
             obj, test = self.objectives(sb, sb.final_state)
-            lb_model = model_from_state(lb.spec, lb.final_state, load_data(lb.spec))
+            other_model = model_from_state(other.spec, other.final_state, load_data(other.spec))
             out = {}
-            for path in ("linear", "sine"):
-                res = interpolate(obj, lb_model, obj.params(), path=path, test=test)
+            for path in kinds:
+                res = interpolate(obj, other_model, obj.params(), path=path, test=test)
                 out[path] = {
-                    k: np.asarray(v).tolist()
-                    for k, v in (
-                        ("alpha", res.axes["alpha"]),
-                        ("train_loss", res.train_loss),
-                        ("train_acc", res.train_acc),
-                        ("test_loss", res.test_loss),
-                        ("test_acc", res.test_acc),
-                    )
+                    "alpha": np.asarray(res.axes["alpha"]).tolist(),
+                    "train_loss": np.asarray(res.train_loss).tolist(),
+                    "test_loss": np.asarray(res.test_loss).tolist(),
+                    "train_acc": np.asarray(res.train_acc).tolist(),
+                    "test_acc": np.asarray(res.test_acc).tolist(),
                 }
             return out
 
-        return ctx.store.cached_probe(sb.spec.run_id, "large-batch-paths", {"lb": lb.spec.run_id}, compute)
+        params = {"other": other.spec.run_id, "paths": list(kinds)}
+        return ctx.store.cached_probe(sb.spec.run_id, "large-batch-paths", params, compute)
+
+    def seed_cell(self, ctx: Context, setup: dict, seed: int) -> dict:
+        """Every measurement of one setup and seed (see the module docstring)."""
+        runs = {name: ctx.run(spec) for name, spec in self.specs(ctx, setup, seed).items()}
+        x0 = flat(runs["SB"].init_state)
+        main = ("SB", "LB", "SBc")
+        return {
+            "final": {
+                n: {k: r.final.get(k) for k in ("train_acc", "test_acc", "train_loss")}
+                | {
+                    "status": r.status,
+                    "steps": r.steps,
+                    "stop_reason": r.stop_reason,
+                    "batch_size": r.spec.train.switch_batch_size or r.spec.train.batch_size,
+                }
+                for n, r in runs.items()
+            },
+            "correct": {n: ctx.correct(r) for n, r in runs.items()},
+            "min": {n: self.minimizer(ctx, runs[n], "all") for n in ("SB", "LB")}
+            | {"SBc": self.minimizer(ctx, runs["SBc"], "sharpness")}
+            | {"init": self.minimizer(ctx, runs["SB"], "slq", at="init")},
+            "others": {n: self.minimizer(ctx, r, "phi") for n, r in runs.items() if n not in main},
+            "dist": {n: float((flat(r.final_state) - x0).norm()) for n, r in runs.items()},
+            "traj": {n: self.trajectory(ctx, runs[n]) for n in main},
+            "paths": {
+                "LB": self.paths(ctx, runs["SB"], runs["LB"], ("linear", "sine")),
+                "SBc": self.paths(ctx, runs["SB"], runs["SBc"], ("linear",)),
+            },
+        }
 
     def analyze(self, ctx: Context) -> dict:
-        setups = {}
-        for setup in ctx.params["setups"]:
-            seeds = []
-            for seed in range(ctx.seeds):
-                specs = self.specs(ctx, setup, seed)
-                runs = {name: ctx.run(spec) for name, spec in specs.items()}
-                sb, lb = runs["SB"], runs["LB"]
-                x0 = flat(sb.init_state)
-                seeds.append(
-                    {
-                        "final": {
-                            n: {k: r.final.get(k) for k in ("train_acc", "test_acc", "train_loss")}
-                            | {
-                                "status": r.status,
-                                "batch_size": r.spec.train.switch_batch_size or r.spec.train.batch_size,
-                            }
-                            for n, r in runs.items()
-                        },
-                        "SB": self.minimizer(ctx, sb, True),
-                        "LB": self.minimizer(ctx, lb, True),
-                        "others": {
-                            n: self.minimizer(ctx, r, False) for n, r in runs.items() if n not in ("SB", "LB")
-                        },
-                        "dist": {n: float((flat(runs[n].final_state) - x0).norm()) for n in ("SB", "LB")},
-                        "traj": {n: self.trajectory(ctx, runs[n])["rows"] for n in ("SB", "LB")},
-                        "paths": self.paths(ctx, sb, lb),
-                    }
-                )
-            setups[setup["name"]] = seeds
         return {
             "seeds": ctx.seeds,
-            "setups": setups,
+            "setups": {
+                setup["name"]: [self.seed_cell(ctx, setup, seed) for seed in range(ctx.seeds)]
+                for setup in ctx.params["setups"]
+            },
             "sb": ctx.params["sb"],
-            "epochs": ctx.params["epochs"],
+            "target_loss": ctx.params["target_loss"],
+            "budget_epochs": ctx.params["budget_epochs"],
             "warm": ctx.params["warm"],
             "sweep": ctx.params["sweep"],
         }
 
-    # ---------------------------------------------------------------- claims
     def claims(self, result: dict) -> list[Verdict]:
-        setups, seeds = result["setups"], range(result["seeds"])
+        return claims(result)
 
-        def per_seed(fn) -> list[float]:
-            return [float(np.mean([fn(cells[s]) for cells in setups.values()])) for s in seeds]
-
-        def each(fn, fmt="{:.3g}") -> str:
-            return "; ".join(
-                f"{name}: " + ", ".join(fmt.format(fn(c)) for c in cells) for name, cells in setups.items()
-            )
-
-        def log_ratio(a: float, b: float) -> float:
-            return math.log10(max(a, PHI_FLOOR) / max(b, PHI_FLOOR))
-
-        def rise(c: dict, path: str, side: str) -> float:
-            p = c["paths"][path]
-            alpha, loss = np.asarray(p["alpha"]), np.asarray(p["train_loss"])
-
-            def at(a: float) -> float:
-                return float(loss[np.argmin(np.abs(alpha - a))])
-
-            return at(1 + RISE_STEP) - at(1.0) if side == "LB" else at(-RISE_STEP) - at(0.0)
-
-        def steeper(c: dict, path: str) -> float:
-            lb, sb = rise(c, path, "LB"), rise(c, path, "SB")
-            return (lb - sb) / max(abs(lb) + abs(sb), 1e-12)
-
-        def warm_rho(c: dict, key: str) -> float:
-            ks = [0, *result["warm"], result["epochs"]]
-            names = ["LB", *(f"warm{k}" for k in result["warm"]), "SB"]
-            ys = [c["final"][n]["test_acc"] if key == "test_acc" else phi1(c, n) for n in names]
-            return rho(ks, ys)
-
-        def phi1(c: dict, name: str) -> float:
-            cell = c[name] if name in ("SB", "LB") else c["others"][name]
-            return cell["phi"]["0.001/full"]
-
-        def sweep(c: dict) -> tuple[list, list, list]:
-            names = ["SB", "LB", *(f"bs{b}" for b in result["sweep"])]
-            order = sorted(names, key=lambda n: c["final"][n]["batch_size"])
-            return (
-                [c["final"][n]["batch_size"] for n in order],
-                [c["final"][n]["test_acc"] for n in order],
-                [phi1(c, n) for n in order],
-            )
-
-        def traj_growth(c: dict, name: str) -> float:
-            rows = c["traj"][name]
-            return log_ratio(rows[-1]["phi"], rows[0]["phi"])
-
-        return [
-            judge(
-                "LB-gap",
-                "LB reaches similar train accuracy but lower test accuracy",
-                per_seed(lambda c: c["final"]["SB"]["test_acc"] - c["final"]["LB"]["test_acc"]),
-                quantity="test acc SB - test acc LB",
-                detail="train acc SB/LB: "
-                + each(lambda c: f"{c['final']['SB']['train_acc']:.3f}/{c['final']['LB']['train_acc']:.3f}", "{}"),
-                paper="Table 2: e.g. C1 test 80.04 (SB) vs 77.26 (LB); F1 98.03 vs 97.81; train ~100% both",
-            ),
-            judge(
-                "LB-sharp",
-                "LB minimizers are sharper (Keskar phi)",
-                per_seed(
-                    lambda c: np.mean([log_ratio(c["LB"]["phi"][k], c["SB"]["phi"][k]) for k in c["SB"]["phi"]])
-                ),
-                quantity="mean over eps {1e-3, 5e-4} x {full, 100-dim subspace} of log10(phi_LB / phi_SB)",
-                detail=" | ".join(
-                    f"{k}: SB "
-                    + each(lambda c, k=k: c["SB"]["phi"][k])
-                    + " vs LB "
-                    + each(lambda c, k=k: c["LB"]["phi"][k])
-                    for k in next(iter(setups.values()))[0]["SB"]["phi"]
-                ),
-                paper="Table 3: LB 1-2 orders of magnitude sharper (F1 full eps=1e-3: 1.23 vs 205.14)",
-            ),
-            judge(
-                "LB-eig",
-                "The largest Hessian eigenvalues are larger at LB minimizers",
-                per_seed(lambda c: log_ratio(c["LB"]["top"][0], c["SB"]["top"][0])),
-                quantity="log10(lambda_max LB / lambda_max SB)",
-                detail="lambda_max SB: "
-                + each(lambda c: c["SB"]["top"][0])
-                + "; LB: "
-                + each(lambda c: c["LB"]["top"][0]),
-                paper="Sec. 4: heuristic evidence from the top Hessian eigenvalues",
-            ),
-            judge(
-                "LB-lowdim",
-                "The loss rises steeply only along a small subspace (~5% of directions)",
-                per_seed(lambda c: 0.05 - c["LB"]["steep_fraction"]),
-                quantity="0.05 - fraction of the LB Hessian spectrum above 1% of lambda_max (SLQ)",
-                detail="steep fraction SB: "
-                + each(lambda c: c["SB"]["steep_fraction"])
-                + "; LB: "
-                + each(lambda c: c["LB"]["steep_fraction"])
-                + "; phi subspace/full (LB, eps 1e-3): "
-                + each(lambda c: c["LB"]["phi"]["0.001/100"] / max(c["LB"]["phi"]["0.001/full"], 1e-12)),
-                paper="Sec. 4: sharpness in a random 100-dim subspace is lower; the notes: ~5% of directions",
-            ),
-            judge(
-                "LB-interp",
-                "On the parametric plot the LB side rises faster",
-                per_seed(lambda c: steeper(c, "linear")),
-                quantity=f"(rise_LB - rise_SB) / (|rise_LB| + |rise_SB|), rise = train-loss increase {RISE_STEP} "
-                "alpha beyond the endpoint (linear path)",
-                detail="sine path: "
-                + each(lambda c: steeper(c, "sine"))
-                + "; rises SB/LB (linear): "
-                + each(lambda c: f"{rise(c, 'linear', 'SB'):.3g}/{rise(c, 'linear', 'LB'):.3g}", "{}"),
-                paper="Fig. 3: the loss rises more steeply on the LB side, for train and test",
-            ),
-            judge(
-                "LB-warm",
-                "After a few SB epochs, LB training is flatter and generalizes better",
-                per_seed(lambda c: warm_rho(c, "test_acc")),
-                quantity=f"Spearman rho(SB warm-up epochs k in 0,{result['warm']},{result['epochs']}; test acc)",
-                detail="rho(k, phi): " + each(lambda c: warm_rho(c, "phi")),
-                paper="Fig. 5: test accuracy rises and sharpness falls with the SB warm-up epochs",
-            ),
-            judge(
-                "LB-dist",
-                "SB minimizers are farther from x0",
-                per_seed(lambda c: log_ratio(c["dist"]["SB"], c["dist"]["LB"])),
-                quantity="log10(||x_s - x0|| / ||x_l - x0||)",
-                detail="ratio: " + each(lambda c: c["dist"]["SB"] / c["dist"]["LB"]),
-                paper="Table 4: ||x_s - x0|| / ||x_l - x0|| between 3 and 10",
-            ),
-            judge(
-                "LB-traj",
-                "Along training, LB sharpness rises as the loss falls; SB stays flat, then falls",
-                per_seed(lambda c: traj_growth(c, "LB") - traj_growth(c, "SB")),
-                quantity="log10(phi_end / phi_start) along the LB run minus the same along the SB run",
-                detail="growth SB: "
-                + each(lambda c: traj_growth(c, "SB"))
-                + "; LB: "
-                + each(lambda c: traj_growth(c, "LB")),
-                paper="Fig. 6: sharpness vs cross-entropy: LB rises, SB flat then falling",
-            ),
-            judge(
-                "LB-sweep",
-                "Beyond a threshold batch size, test accuracy falls and sharpness rises",
-                per_seed(lambda c: rho(sweep(c)[0], sweep(c)[2])),
-                quantity="Spearman rho(batch size, phi eps 1e-3)",
-                detail="rho(batch size, test acc): " + each(lambda c: rho(sweep(c)[0], sweep(c)[1])),
-                paper="Fig. 4: test accuracy drops and sharpness grows past a batch size threshold",
-            ),
-        ]
+    def tables(self, result: dict) -> list[dict]:
+        return [end_of_budget_table(result)]
 
     def figures(self, result: dict, outdir: Path) -> list[str]:
         return draw_figures(result, outdir)

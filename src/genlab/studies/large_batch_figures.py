@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from genlab.studies.figures import save_figure
+from genlab.studies.large_batch_claims import phi
 
 
 def draw_figures(result: dict, outdir: Path) -> list[str]:
@@ -19,7 +20,7 @@ def draw_figures(result: dict, outdir: Path) -> list[str]:
         c0 = cells[0]
         fig, axes = plt.subplots(1, 2, figsize=(12, 4))
         for ax, path in zip(axes, ("linear", "sine"), strict=True):
-            p = c0["paths"][path]
+            p = c0["paths"]["LB"][path]
             acc_ax = ax.twinx()
             for split, style in (("train", "-"), ("test", "--")):
                 ax.semilogy(
@@ -40,20 +41,20 @@ def draw_figures(result: dict, outdir: Path) -> list[str]:
         names.append(save_figure(fig, outdir, f"lb-parametric-{tag}.png"))
 
         fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-        keys = list(c0["SB"]["phi"])
+        keys = list(c0["min"]["SB"]["phi"])
         width = 0.8 / (2 * len(cells))
         for i, c in enumerate(cells):
             x = np.arange(len(keys))
             axes[0].bar(
                 x + (2 * i) * width,
-                [c["SB"]["phi"][k] for k in keys],
+                [c["min"]["SB"]["phi"][k] or 0.0 for k in keys],
                 width,
                 color="tab:blue",
                 label="SB" if i == 0 else None,
             )
             axes[0].bar(
                 x + (2 * i + 1) * width,
-                [c["LB"]["phi"][k] for k in keys],
+                [c["min"]["LB"]["phi"][k] or 0.0 for k in keys],
                 width,
                 color="tab:red",
                 label="LB" if i == 0 else None,
@@ -61,10 +62,13 @@ def draw_figures(result: dict, outdir: Path) -> list[str]:
         axes[0].set_xticks(
             np.arange(len(keys)) + 0.4 - width / 2, [k.replace("/", "\n") for k in keys], fontsize=8
         )
-        axes[0].set(yscale="log", ylabel="phi (eps / subspace)", title="Keskar sharpness per seed (bars)")
+        axes[0].set(
+            yscale="log", ylabel="phi (eps / subspace)", title="Keskar sharpness at matched loss, per seed"
+        )
         axes[0].legend()
         for name, color in (("SB", "tab:blue"), ("LB", "tab:red")):
-            axes[1].semilogy(c0[name]["grid"], np.clip(c0[name]["density"], 1e-10, None), color=color, label=name)
+            m = c0["min"][name]
+            axes[1].semilogy(m["grid"], np.clip(m["density"], 1e-10, None), color=color, label=name)
         axes[1].set(
             xlabel="eigenvalue",
             ylabel="SLQ density (log)",
@@ -72,12 +76,12 @@ def draw_figures(result: dict, outdir: Path) -> list[str]:
             ylim=(1e-8, None),
         )
         axes[1].legend()
-        for name, color in (("SB", "tab:blue"), ("LB", "tab:red")):
+        for name, color in (("SB", "tab:blue"), ("LB", "tab:red"), ("SBc", "tab:gray")):
             for j, c in enumerate(cells):
-                rows = c["traj"][name]
+                rows = [r for r in c["traj"][name] if r["phi"]]
                 axes[2].loglog(
                     [r["loss"] for r in rows],
-                    [max(r["phi"], 1e-8) for r in rows],
+                    [r["phi"] for r in rows],
                     "o-",
                     ms=3,
                     color=color,
@@ -94,18 +98,19 @@ def draw_figures(result: dict, outdir: Path) -> list[str]:
         names.append(save_figure(fig, outdir, f"lb-sharpness-{tag}.png"))
 
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-        ks = [0, *result["warm"], result["epochs"]]
-        runs = ["LB", *(f"warm{k}" for k in result["warm"]), "SB"]
-
-        def phi(c: dict, n: str) -> float:
-            return (c[n] if n in ("SB", "LB") else c["others"][n])["phi"]["0.001/full"]
+        ks = [0, *result["warm"]]
+        runs = ["LB", *(f"warm{k}" for k in result["warm"])]
 
         acc = np.array([[c["final"][n]["test_acc"] for n in runs] for c in cells])
         sharp = np.array([[phi(c, n) for n in runs] for c in cells])
         ax2 = axes[0].twinx()
         axes[0].errorbar(ks, acc.mean(0), acc.std(0), color="tab:green", marker="o", label="test accuracy")
         ax2.errorbar(ks, sharp.mean(0), sharp.std(0), color="tab:purple", marker="s", label="phi")
-        axes[0].set(xlabel="SB warm-up epochs k (then LB)", ylabel="test accuracy", title="warm start (Fig. 5)")
+        axes[0].set(
+            xlabel="SB warm-up epochs k (then LB to the matched loss)",
+            ylabel="test accuracy",
+            title="warm start (Fig. 5)",
+        )
         ax2.set_ylabel("phi (eps 1e-3)")
         sweep = sorted(
             {
