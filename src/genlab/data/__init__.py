@@ -1,10 +1,10 @@
 """Datasets as in-memory tensors.
 
 `load(name, **options)` returns a `Dataset`: train/test tensors, the number of classes, the input shape and a
-one-line description. Embedded sources (`digits`, `mnist1d`, `blobs`) are generated or shipped locally; `mnist`,
-`fashion-mnist`, `cifar10` and `cifar100` are read from a folder the user names (`root=`). Transforms used by the
-randomization studies (label corruption, shuffled/random pixels, Gaussian inputs) are options of `load`, drawn
-once from `transform_seed` and held fixed.
+one-line description. Embedded sources (`digits`, `mnist1d`, `blobs`, `shapes`) are generated or shipped
+locally; `mnist`, `fashion-mnist`, `cifar10` and `cifar100` are read from a folder the user names (`root=`).
+Transforms used by the randomization studies (label corruption, shuffled/random pixels, Gaussian inputs) are
+options of `load`, drawn once from `transform_seed` and held fixed.
 
 This package knows nothing of models, training or the store. It never downloads anything.
 """

@@ -153,6 +153,23 @@ def _blobs(
     return (x_tr, y_tr, x_te, y_te), n_classes, f"{n_classes} Gaussian blobs in {dim} dims, spread {spread:g}"
 
 
+def _shapes(
+    task: str = "closedness", n_train: int = 20000, n_test: int = 4000, size: int = 32, seed: int = 0
+) -> tuple[Arrays, int, str]:
+    """Cohen & Shashua's blob images (genlab.data.shapes), labelled by the lowest/highest 40% of one score."""
+    from genlab.data import shapes
+
+    t = shapes.make_task(task, n_train, n_test, size, seed)
+    # fresh float32 copies: the cached bool arrays stay untouched whatever callers do with the tensors
+    x_tr, x_te = t.x_train[:, None].astype(np.float32), t.x_test[:, None].astype(np.float32)
+    arrays = (x_tr, t.y_train.copy(), x_te, t.y_test.copy())
+    desc = (
+        f"shapes {task} ({size}x{size} binary blobs, seed {seed}; {t.n_rendered} rendered, "
+        f"class 0: score <= {t.low:.3f}, class 1: score >= {t.high:.3f})"
+    )
+    return arrays, 2, desc
+
+
 def _idx_source(name: str) -> Callable[..., tuple[Arrays, int, str]]:
     def source(root: str | None = None) -> tuple[Arrays, int, str]:
         if root is None:
@@ -187,6 +204,7 @@ _SOURCES: dict[str, Callable[..., tuple[Arrays, int, str]]] = {
     "digits": _digits,
     "mnist1d": _mnist1d,
     "blobs": _blobs,
+    "shapes": _shapes,
     "mnist": _idx_source("mnist"),
     "fashion-mnist": _idx_source("fashion-mnist"),
     "cifar10": _cifar_source(10),
