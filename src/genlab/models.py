@@ -7,6 +7,8 @@ Networks used by the studies, all plain `nn.Sequential` stacks so that probes ca
 - `keskar-c1`: C1-like shallow conv net (two conv+pool layers, then two dense layers, BatchNorm).
 - `vgg`: a VGG-like deep conv net for 32x32 inputs (Keskar's C3/C4 analogues).
 - `small-alexnet`: Zhang et al.'s small AlexNet for the randomization tests.
+- `pooling-net`: Cohen & Shashua's deep 1x1-conv net with square, mirror or random pooling geometry.
+- `pooling-shallow`: its shallow baseline (one 1x1-conv layer, global pooling).
 
 Inits: `default` (PyTorch's), `he` (Kaiming normal, fan-in, ReLU gain), `normal` (N(0, init_std^2) for every
 weight, biases zero: the "Simple" init of Neelakantan et al.), `zero` (all weights and biases zero).
@@ -22,6 +24,8 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from genlab.errors import GenlabError, check_choice, check_positive, choice_error, unknown_key_error
+from genlab.pooling_models import pooling_index as pooling_index  # re-exported: genlab.models.pooling_index
+from genlab.pooling_models import pooling_net, pooling_shallow
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -229,6 +233,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "keskar-c1": keskar_c1,
     "vgg": vgg,
     "small-alexnet": small_alexnet,
+    "pooling-net": pooling_net,
+    "pooling-shallow": pooling_shallow,
 }
 
 
