@@ -7,7 +7,7 @@ import json
 import pytest
 
 from genlab.errors import GenlabError
-from genlab.spec import RunSpec, TrainSpec, from_dict, load_spec
+from genlab.spec import RunSpec, TrainSpec, from_dict, load_spec, parse_value
 
 
 def test_hash_is_stable_and_covers_every_part():
@@ -77,3 +77,38 @@ def test_trainspec_roundtrip():
     t = TrainSpec(optimizer="adam", lr=1e-3, switch_optimizer_epoch=2, switch_optimizer="sgd")
     spec = RunSpec(train=t)
     assert from_dict(spec.to_dict()).train == t
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1e-3", 1e-3), ("1E-3", 1e-3), (".5", 0.5), ("1_000", 1000), ("2.5e+2", 250.0), ("-3", -3), ("abc", "abc")],
+)
+def test_numbers_a_person_types_parse(text, value):
+    assert parse_value(text) == value and type(parse_value(text)) is type(value)
+    assert parse_value(f"[{text}, 1]") == [value, 1]
+
+
+def test_the_readme_tour_values_reach_the_spec(tmp_path):
+    assert load_spec(None, ["train.lr=1e-3", "train.epochs=1e3"]).train == TrainSpec(lr=1e-3, epochs=1000)
+    path = tmp_path / "spec.yaml"
+    path.write_text("train: {lr: 1e-3, batch_size: 1_024}\n")
+    assert load_spec(path).train == TrainSpec(lr=1e-3, batch_size=1024)
+
+
+@pytest.mark.parametrize("bad", ["train.lr=.inf", "train.lr=inf", "train.epochs=1.5", "train.epochs=2.5e-1"])
+def test_infinite_and_fractional_values_are_refused_in_one_line(bad):
+    with pytest.raises(GenlabError) as err:
+        load_spec(None, [bad])
+    assert "\n" not in str(err.value) and str(err.value).startswith(bad.split("=")[0])
+
+
+def test_every_set_override_in_the_readme_parses():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    commands = [c for block in re.findall(r"```bash\n(.*?)```", readme, re.S) for c in block.splitlines()]
+    sets = [re.findall(r"--set (\S+)", c) for c in commands if c.startswith("genlab train")]
+    assert sets and all(sets)
+    for overrides in sets:
+        load_spec(None, overrides)  # raises a GenlabError if the README's own example does not parse

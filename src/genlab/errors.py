@@ -34,6 +34,8 @@ def check_positive(field: str, value: object, *, integer: bool = False, allow_ze
     if value < 0 or (value == 0 and not allow_zero) or value != value:
         bound = ">= 0" if allow_zero else "> 0"
         raise GenlabError(f"{field}: expected {kind} {bound}, got {value!r}")
+    if value in (float("inf"), float("-inf")):
+        raise GenlabError(f"{field}: expected a finite number, got {value!r}")
 
 
 def unknown_key_error(field: str, owner: str, accepted: Iterable[str]) -> GenlabError:

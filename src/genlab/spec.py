@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -180,7 +181,8 @@ def _check_section(section: str, value: object, accepted: dict[str, list[str]]) 
 
 
 def _coerce(field_name: str, raw: object, annotation: str) -> object:
-    """Check `raw` against a TrainSpec field annotation; ints are accepted where floats are expected."""
+    """Check `raw` against a TrainSpec field annotation; ints are accepted where floats are expected, and floats
+    with an exact integer value (1e3) where ints are."""
     hint = typing.get_type_hints(TrainSpec)[field_name]
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if raw is None and type(None) in allowed:
@@ -190,6 +192,8 @@ def _coerce(field_name: str, raw: object, annotation: str) -> object:
             return raw
         if kind is int and isinstance(raw, int) and not isinstance(raw, bool):
             return raw
+        if kind is int and isinstance(raw, float) and raw.is_integer() and abs(raw) < 2**53:
+            return int(raw)  # 1e3 typed for an integer option
         if kind is float and isinstance(raw, int | float) and not isinstance(raw, bool):
             return float(raw)
         if kind is str and isinstance(raw, str):
@@ -197,12 +201,33 @@ def _coerce(field_name: str, raw: object, annotation: str) -> object:
     raise GenlabError(f"train.{field_name}: expected {annotation}, got {raw!r}")
 
 
+_NUMBER = re.compile(r"[-+]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][-+]?\d+)?")
+
+
+def numbers(value: object) -> object:
+    """`value` with every string that a person would read as a number turned into one, in lists and mappings
+    too: YAML 1.1 reads 1e-3 and 1E3 as strings; 1_000, .5 and 1e3 stay numbers (ints where exact and written
+    without a point or exponent). inf/nan are left as strings: no option accepts them."""
+    if isinstance(value, dict):
+        return {k: numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [numbers(v) for v in value]
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+    return value
+
+
 def parse_value(text: str) -> object:
-    """Parse an override's value as YAML (numbers, booleans, lists, null), falling back to the raw string."""
+    """Parse an override's value as YAML (numbers, booleans, lists, null), falling back to the raw string;
+    number-like strings become numbers (see `numbers`)."""
     try:
-        return yaml.safe_load(text)
+        return numbers(yaml.safe_load(text))
     except yaml.YAMLError:
-        return text
+        return numbers(text)
 
 
 def _set_dotted(tree: dict, key: str, value: object) -> None:
@@ -246,7 +271,7 @@ def load_spec(path: str | Path | None, sets: list[str] | None = None) -> RunSpec
         if not p.is_file():
             raise GenlabError(f"spec: file {p} does not exist")
         try:
-            raw = yaml.safe_load(p.read_text()) or {}
+            raw = numbers(yaml.safe_load(p.read_text())) or {}
         except yaml.YAMLError as exc:
             raise GenlabError(f"spec: {p} is not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
     overrides = {}
