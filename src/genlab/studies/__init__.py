@@ -7,13 +7,21 @@ from genlab.studies.base import Context, Preset, Study
 from genlab.studies.demo import DemoStudy
 from genlab.studies.hessian_spectrum import HessianSpectrumStudy
 from genlab.studies.large_batch import LargeBatchStudy
+from genlab.studies.optimizer_minima import OptimizerMinimaStudy
 from genlab.studies.pooling_geometry import PoolingGeometryStudy
 from genlab.studies.random_labels import RandomLabelsStudy
 from genlab.studies.verdict import VERDICTS, Verdict, judge
 
 STUDIES: dict[str, Study] = {
     s.name: s
-    for s in (DemoStudy(), LargeBatchStudy(), RandomLabelsStudy(), HessianSpectrumStudy(), PoolingGeometryStudy())
+    for s in (
+        DemoStudy(),
+        LargeBatchStudy(),
+        RandomLabelsStudy(),
+        HessianSpectrumStudy(),
+        OptimizerMinimaStudy(),
+        PoolingGeometryStudy(),
+    )
 }
 
 
