@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
+import math
 import re
 import types
 import typing
@@ -24,6 +26,7 @@ import yaml
 
 from genlab.data.dataset import sources
 from genlab.errors import GenlabError, check_choice, check_positive, choice_error, unknown_key_error
+from genlab.introspect import JUMPS, N_PREDICTOR, NEEDS_NET
 from genlab.models import MODELS, model_options
 
 SCHEMA_VERSION = 1
@@ -33,6 +36,9 @@ SCHEDULES = ("constant", "step", "exponential", "cosine")
 LOSSES = ("cross_entropy", "mse")
 AUGMENTATIONS = ("none", "shift")
 POLISH = ("none", "lbfgs")
+SNAPSHOT_DTYPES = ("float32", "float16")
+# options added after schema 1: left out of the run_id while at their default, so earlier runs keep their ids
+_LATE_DEFAULTS = {"snapshot_dtype": "float32", "jump": "none", "jump_steps": [], "jump_net": []}
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,13 @@ class TrainSpec:
     `polish="lbfgs"`: after the loop, full-batch L-BFGS (strong Wolfe line search) in float64 for at most
     `polish_steps` iterations, until the full-batch gradient norm is <= `target_grad_norm` (default 1e-5): how
     small nets are brought to a critical point (e.g. for exact Hessian spectra).
+    Weight history: `snapshot_every` > 0 keeps every parameter (flat) at step 0 and every `snapshot_every` steps,
+    in `snapshot_dtype` ("float32", or "float16" for half the memory and disk); `Run.snapshots` [steps, n_params].
+    Jumps (Sinha et al., see `genlab.introspect`): `jump` ("none", "introspection", "linear", "quadratic",
+    "noise", "introspection+noise") applied after the optimizer step at each of `jump_steps` (increasing, >= 10),
+    from the run's own weights at steps 0, 0.4t, 0.7t and t; `jump_net` is the flat 4-40-1 predictor (241
+    floats) the introspection and noise arms need. Test loss and accuracy just before and after each jump go
+    into the next history row ("jumps").
     """
 
     optimizer: str = "sgd"
@@ -90,6 +103,10 @@ class TrainSpec:
     snapshot_every: int = 0
     checkpoint_every: int = 1
     eval_every: int = 1
+    snapshot_dtype: str = "float32"
+    jump: str = "none"
+    jump_steps: tuple[int, ...] = ()
+    jump_net: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -133,6 +150,29 @@ class TrainSpec:
             raise GenlabError("train.switch_batch_epoch and train.switch_batch_size: set both or neither")
         if (self.switch_optimizer_epoch is None) != (self.switch_optimizer is None):
             raise GenlabError("train.switch_optimizer_epoch and train.switch_optimizer: set both or neither")
+        self._check_history_and_jumps()
+
+    def _check_history_and_jumps(self) -> None:
+        for name in ("jump_steps", "jump_net"):  # lists given in code become tuples, as from a spec file
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        steps = list(self.jump_steps)
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
+            raise GenlabError(f"train.jump_steps: expected increasing integers >= 10, got {steps!r}")
+        check_choice("train.snapshot_dtype", self.snapshot_dtype, SNAPSHOT_DTYPES)
+        check_choice("train.jump", self.jump, JUMPS)
+        if any(b <= a for a, b in itertools.pairwise(steps)) or any(s < 10 for s in steps):
+            raise GenlabError(f"train.jump_steps: expected increasing integers >= 10, got {steps!r}")
+        if self.jump != "none" and not steps:
+            raise GenlabError(f"train.jump_steps: jump={self.jump!r} needs at least one jump step")
+        if self.jump in NEEDS_NET and len(self.jump_net) != N_PREDICTOR:
+            raise GenlabError(
+                f"train.jump_net: jump={self.jump!r} needs the {N_PREDICTOR} predictor weights, got "
+                f"{len(self.jump_net)}"
+            )
+        if not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in self.jump_net
+        ):
+            raise GenlabError("train.jump_net: expected finite numbers")
 
 
 @dataclass(frozen=True)
@@ -161,7 +201,9 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         """Hash of the full spec and the schema version (12 hex digits)."""
-        canon = json.dumps({"schema": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True, separators=(",", ":"))
+        raw = json.loads(json.dumps(self.to_dict()))
+        raw["train"] = {k: v for k, v in raw["train"].items() if _LATE_DEFAULTS.get(k, ...) != v}
+        canon = json.dumps({"schema": SCHEMA_VERSION, **raw}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
     def replace(self, **overrides: Any) -> RunSpec:
@@ -188,6 +230,9 @@ def _coerce(field_name: str, raw: object, annotation: str) -> object:
     if raw is None and type(None) in allowed:
         return None
     for kind in allowed:
+        if typing.get_origin(kind) is tuple and isinstance(raw, list | tuple):
+            item = typing.get_args(kind)[0]
+            return tuple(_coerce_item(field_name, v, item, annotation) for v in raw)
         if kind is bool and isinstance(raw, bool):
             return raw
         if kind is int and isinstance(raw, int) and not isinstance(raw, bool):
@@ -199,6 +244,14 @@ def _coerce(field_name: str, raw: object, annotation: str) -> object:
         if kind is str and isinstance(raw, str):
             return raw
     raise GenlabError(f"train.{field_name}: expected {annotation}, got {raw!r}")
+
+
+def _coerce_item(field_name: str, raw: object, kind: type, annotation: str) -> object:
+    if kind is int and isinstance(raw, int | float) and not isinstance(raw, bool) and float(raw).is_integer():
+        return int(raw)
+    if kind is float and isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    raise GenlabError(f"train.{field_name}: expected {annotation}, got an item {raw!r}")
 
 
 _NUMBER = re.compile(r"[-+]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][-+]?\d+)?")

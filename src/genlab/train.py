@@ -4,7 +4,9 @@
 that differ only in training options start from the same point), then runs epochs of index-sliced mini-batches:
 batch size and optimizer switches at given epochs, per-epoch lr schedules, clipping, annealed gradient noise
 after clipping, callbacks every N steps that receive the model (for probes along the trajectory or for jumps
-that edit the weights), and flat parameter snapshots every `snapshot_every` steps. After every epoch it
+that edit the weights), flat parameter snapshots every `snapshot_every` steps (in `snapshot_dtype`), and weight
+jumps at `jump_steps` (Sinha et al.; the math is in `genlab.introspect`; the weights at the steps a jump needs
+are kept in memory and in the checkpoint, so a resumed run jumps the same way). After every epoch it
 evaluates the full train and test sets in eval mode and records a history row.
 
 A NaN/inf loss stops the run with status `diverged` and the step; nothing is raised. With a `checkpointer`
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.data import Dataset, load
+from genlab.introspect import history_steps, jump_displacement
 from genlab.models import build
 from genlab.spec import RunSpec, TrainSpec
 
@@ -232,6 +235,24 @@ def _flat(model: nn.Module) -> Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().clone()
 
 
+def apply_jump(model: nn.Module, t: TrainSpec, step: int, memory: dict[int, Tensor], order: int) -> dict:
+    """Move the model by the jump `t.jump` at `step` (weights at the history steps from `memory`); returns the
+    jump's record: its step and displacement norm."""
+    params = list(model.parameters())
+    steps = history_steps(step)
+    w_t = _flat(model)
+    h = torch.stack([memory[s] for s in steps[:3]] + [w_t], 1)
+    gen = torch.Generator().manual_seed(order * 7919 + 3 + 104_729 * step)
+    d = jump_displacement(t.jump, h, steps, [p.numel() for p in params], t.jump_net, gen)
+    new = (w_t + d).to(params[0].device)
+    with torch.no_grad():
+        offset = 0
+        for p in params:
+            p.copy_(new[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+    return {"step": step, "norm": float(d.norm())}
+
+
 def _clone_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -256,6 +277,11 @@ def train(
     history: list[dict] = []
     snapshot_steps: list[int] = []
     snapshots: list[Tensor] = []
+    snap_dtype = getattr(torch, t.snapshot_dtype)
+    jump_at = set(t.jump_steps) if t.jump != "none" else set()
+    remember = {s for j in jump_at for s in history_steps(j)[:3]}
+    memory: dict[int, Tensor] = {}  # flat weights at the steps the jumps need
+    jump_log: list[dict] = []  # jumps since the last history row
     seconds = 0.0
     opt_name = phase(t, 0)[1]
     opt = make_optimizer(opt_name, list(model.parameters()), t, learning_rate(t, 0))
@@ -272,8 +298,11 @@ def train(
         torch.set_rng_state(saved["rng_torch"])
         snapshot_steps = list(saved["snapshot_steps"])
         snapshots = list(saved["snapshots"])
+        memory, jump_log = dict(saved.get("jump_memory", {})), list(saved.get("jump_log", []))
     if t.snapshot_every and step == 0 and not snapshots:
-        snapshot_steps, snapshots = [0], [_flat(model)]
+        snapshot_steps, snapshots = [0], [_flat(model).to(snap_dtype)]
+    if step == 0 and 0 in remember:
+        memory[0] = _flat(model)
     status, stop_reason, diverged_step = "finished", "epochs", None
     n = data.n_train
     while epoch < t.epochs:
@@ -307,12 +336,20 @@ def train(
             opt.step()
             step += 1
             running, seen = running + loss.item() * len(y), seen + len(y)
+            if step in jump_at:
+                before = evaluate(model, data.x_test, data.y_test, t.loss)
+                record = apply_jump(model, t, step, memory, order)
+                after = evaluate(model, data.x_test, data.y_test, t.loss)
+                jump_log.append({**record, "test_loss_before": before[0], "test_acc_before": before[1]})
+                jump_log[-1] |= {"test_loss_after": after[0], "test_acc_after": after[1]}
+            if step in remember:
+                memory[step] = _flat(model)
             for cb in callbacks:
                 if step % cb.every == 0:
                     cb.fn(step, model)
             if t.snapshot_every and step % t.snapshot_every == 0:
                 snapshot_steps.append(step)
-                snapshots.append(_flat(model))
+                snapshots.append(_flat(model).to(snap_dtype))
             if t.max_steps is not None and step >= t.max_steps:
                 stop_reason = "max_steps"
                 break
@@ -348,6 +385,8 @@ def train(
                 "seconds": seconds,
                 "stop_reason": stop_reason if stop_reason != "epochs" else None,
             }
+            if jump_log:
+                row["jumps"], jump_log = jump_log, []
             history.append(row)
             if progress:
                 progress(row)
@@ -369,6 +408,7 @@ def train(
                     "rng_torch": torch.get_rng_state(),
                     "snapshot_steps": snapshot_steps,
                     "snapshots": snapshots,
+                    **({"jump_memory": memory, "jump_log": jump_log} if jump_at else {}),
                 }
             )
     if status == "finished" and t.polish == "lbfgs" and not (history and history[-1].get("polished")):

@@ -6,6 +6,7 @@ from genlab.errors import choice_error
 from genlab.studies.base import Context, Preset, Study
 from genlab.studies.demo import DemoStudy
 from genlab.studies.hessian_spectrum import HessianSpectrumStudy
+from genlab.studies.introspection import IntrospectionStudy
 from genlab.studies.large_batch import LargeBatchStudy
 from genlab.studies.optimizer_minima import OptimizerMinimaStudy
 from genlab.studies.pooling_geometry import PoolingGeometryStudy
@@ -20,6 +21,7 @@ STUDIES: dict[str, Study] = {
         RandomLabelsStudy(),
         HessianSpectrumStudy(),
         OptimizerMinimaStudy(),
+        IntrospectionStudy(),
         PoolingGeometryStudy(),
     )
 }
