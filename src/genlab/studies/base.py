@@ -13,11 +13,29 @@ from pathlib import Path
 
 import torch
 
-from genlab.errors import check_choice, check_positive
+from genlab.errors import GenlabError, check_choice, check_positive
+from genlab.probes import Objective
 from genlab.spec import RunSpec
 from genlab.store import Store, model_from_state
 from genlab.studies.verdict import Measure, Verdict, accuracy, pack
-from genlab.train import Run, load_data
+from genlab.train import Run, batch_loss, load_data
+
+FILE_SOURCES = ("mnist", "fashion-mnist", "cifar10", "cifar100")
+
+
+def objectives(run: Run, state: dict | None = None) -> tuple[Objective, Objective]:
+    """Train and test objectives (the run's own loss, eval mode) of the run's model at `state` (default: the
+    final parameters)."""
+    data = load_data(run.spec)
+    model = model_from_state(run.spec, run.final_state if state is None else state, data)
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return batch_loss(logits, y, run.spec.train.loss)
+
+    return (
+        Objective(model, loss, data=(data.x_train, data.y_train)),
+        Objective(model, loss, data=(data.x_test, data.y_test)),
+    )
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,18 @@ class Context:
     def run(self, spec: RunSpec) -> Run:
         """The trained run for `spec` (trained now if the plan did not include it)."""
         return self.store.get_or_train(spec)
+
+    def data(self, data: dict) -> dict:
+        """A data spec with the user's folder filled in for file-backed sources (MNIST, CIFAR); a one-line
+        error naming --data-root when a preset needs one and none was given."""
+        data = dict(data)
+        if data["name"] in FILE_SOURCES:
+            if not self.data_root:
+                raise GenlabError(
+                    f"--data-root: the {self.preset} preset reads {data['name']} from a folder you name"
+                )
+            data["root"] = self.data_root
+        return data
 
     def correct(self, run: Run) -> str:
         """The final model's per-example 0/1 test correctness as a digit string (`verdict.pack`; read it back

@@ -46,7 +46,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.errors import GenlabError
 from genlab.introspect import (
     fit_predictor,
     layer_stats,
@@ -62,7 +61,6 @@ from genlab.train import Run, build_model, load_data
 ARMS = ("nojump", "nojump-AA", "introspection", "linear", "noise", "introspection+noise")
 CONTROL_ORDER = 1000  # nojump-AA: order_seed = seed + CONTROL_ORDER
 HELD_OUT = 0.2  # share of the source run's weights kept out of the predictor's training set
-_FILES = ("mnist", "cifar10")
 
 
 def _source(data: dict, widths: list[int]) -> dict:
@@ -146,14 +144,7 @@ class IntrospectionStudy(Study):
     # ---------------------------------------------------------------- plan
     @staticmethod
     def data(ctx: Context, data: dict) -> dict:
-        data = dict(data)
-        if data["name"] in _FILES:
-            if not ctx.data_root:
-                raise GenlabError(
-                    f"--data-root: the {ctx.preset} preset reads {data['name']} from a folder you name"
-                )
-            data["root"] = ctx.data_root
-        return data
+        return ctx.data(data)
 
     def source_spec(self, ctx: Context, seed: int) -> RunSpec:
         p = ctx.params

@@ -37,16 +37,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genlab.errors import GenlabError
 from genlab.probes import Objective, eps_sharpness, spectral_density, top_eigenvalues
 from genlab.probes.landscape import interpolate
 from genlab.spec import RunSpec, TrainSpec
 from genlab.store import model_from_state
-from genlab.studies.base import Context, Preset, Study
+from genlab.studies.base import Context, Preset, Study, objectives
 from genlab.studies.large_batch_claims import SHARPNESS, STEEP_TAU, claims, end_of_budget_table
 from genlab.studies.large_batch_figures import draw_figures
 from genlab.studies.verdict import Verdict
-from genlab.train import Run, batch_loss, load_data
+from genlab.train import Run, load_data
 
 CONTROL_ORDER = 1000  # SBc: order_seed = seed + CONTROL_ORDER (same x0, another batch order)
 _MNIST1D = {
@@ -134,14 +133,7 @@ class LargeBatchStudy(Study):
 
     @staticmethod
     def data(ctx: Context, setup: dict) -> dict:
-        data = dict(setup["data"])
-        if data["name"] in ("mnist", "fashion-mnist", "cifar10", "cifar100"):
-            if not ctx.data_root:
-                raise GenlabError(
-                    f"--data-root: the {ctx.preset} preset reads {data['name']} from a folder you name"
-                )
-            data["root"] = ctx.data_root
-        return data
+        return ctx.data(setup["data"])
 
     def lb(self, ctx: Context, setup: dict) -> int:
         return max(1, round(0.1 * self.n_train(ctx, setup)))
@@ -186,16 +178,7 @@ class LargeBatchStudy(Study):
     # ---------------------------------------------------------------- measurements
     @staticmethod
     def objectives(run: Run, state: dict) -> tuple[Objective, Objective]:
-        data = load_data(run.spec)
-        model = model_from_state(run.spec, state, data)
-
-        def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return batch_loss(logits, y, run.spec.train.loss)
-
-        return (
-            Objective(model, loss, data=(data.x_train, data.y_train)),
-            Objective(model, loss, data=(data.x_test, data.y_test)),
-        )
+        return objectives(run, state)
 
     @staticmethod
     def phi(obj: Objective, eps: float, dim: int | None, iters: int, theta: torch.Tensor | None = None) -> dict:

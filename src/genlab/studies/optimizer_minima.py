@@ -45,11 +45,11 @@ from genlab.errors import GenlabError
 from genlab.probes import Objective, barrier, barycentric, basin_radius, bilinear, top_eigenvalues, trace
 from genlab.spec import RunSpec, TrainSpec
 from genlab.store import model_from_state
-from genlab.studies.base import Context, Preset, Study
+from genlab.studies.base import Context, Preset, Study, objectives
 from genlab.studies.optimizer_minima_claims import OPTIMIZERS, claims, pair_key, summary_table, switch_name, twin
 from genlab.studies.optimizer_minima_figures import draw_figures
 from genlab.studies.verdict import Verdict
-from genlab.train import Run, batch_loss, load_data
+from genlab.train import Run, load_data
 
 CONTROL_ORDER = 1000  # twins: order_seed = seed + CONTROL_ORDER (same x0, another batch order)
 OPT = {  # optimizer name -> (TrainSpec optimizer, momentum)
@@ -158,14 +158,7 @@ class OptimizerMinimaStudy(Study):
     # ---------------------------------------------------------------- plan
     @staticmethod
     def data(ctx: Context) -> dict:
-        data = dict(ctx.params["data"])
-        if data["name"] in ("mnist", "fashion-mnist", "cifar10", "cifar100"):
-            if not ctx.data_root:
-                raise GenlabError(
-                    f"--data-root: the {ctx.preset} preset reads {data['name']} from a folder you name"
-                )
-            data["root"] = ctx.data_root
-        return data
+        return ctx.data(ctx.params["data"])
 
     def spec(self, ctx: Context, arch: dict, opt: str, seed: int, **opts: object) -> RunSpec:
         """`opt` from x0(seed) with the seed's batch order until the matched target train loss."""
@@ -214,16 +207,7 @@ class OptimizerMinimaStudy(Study):
     @staticmethod
     def objectives(run: Run) -> tuple[Objective, Objective]:
         """Train and test objectives of the run's final model (eval mode)."""
-        data = load_data(run.spec)
-        model = model_from_state(run.spec, run.final_state, data)
-
-        def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return batch_loss(logits, y, run.spec.train.loss)
-
-        return (
-            Objective(model, loss, data=(data.x_train, data.y_train)),
-            Objective(model, loss, data=(data.x_test, data.y_test)),
-        )
+        return objectives(run)
 
     @staticmethod
     def bn(arch: dict) -> str:
