@@ -12,7 +12,7 @@ from genlab.introspect import N_PREDICTOR, monotone_share, steps_to_target
 from genlab.runner import run_study
 from genlab.store import Store
 from genlab.studies import STUDIES, get
-from genlab.studies.introspection import ARMS, IntrospectionStudy
+from genlab.studies.introspection import ARMS, MOSTLY, IntrospectionStudy
 from genlab.studies.verdict import pack
 
 
@@ -75,10 +75,11 @@ def _cell(rng: np.random.Generator, gain: float, control: float) -> dict:
         jumps = [{"test_loss_before": 1.0, "test_loss_after": 10 ** (gain + 0.01 * rng.standard_normal())}]
         arms[a] = {"steps": steps[a] * (1 + 0.01 * rng.standard_normal()), "censored": False, "jumps": jumps}
         arms[a]["correct_at"] = pack(rng.random(2000) < acc)
-    walk, e = 0.1 + 0.01 * rng.random(), 0.01 * rng.standard_normal(3)
-    layer = {"n": 10, "monotone": walk + gain + e[0], "walk": walk, "walk_b": walk + control + e[1]}
+    e = 0.01 * rng.standard_normal(3)
+    layer = {"n": 10, "monotone": MOSTLY + gain + e[0], "walk": MOSTLY + control + e[1]}
     layer |= {"median_w0": 0.1, "median_disp": 0.1 * 10 ** (e[2] - gain)}
     errors = {"introspection": 0.1 * 10**-gain, "shuffled": 0.1 * 10**-control, "linear": 0.1, "quadratic": 0.1}
+    errors["no change"] = 0.1
     errors = {k: v * (1 + 0.01 * rng.standard_normal()) for k, v in errors.items()}
     return {"arms": arms, "stats": {"layers": [layer]}, "predict": {"weights": errors, "run": errors}}
 

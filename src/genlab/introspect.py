@@ -200,7 +200,7 @@ def monotone_share(inc: torch.Tensor) -> float:
 def layer_stats(snapshots: Tensor, layers: Sequence[tuple[str, int]], seed: int) -> dict:
     """Per layer (name, size; in the order of the flat history [steps, n_params]): |w_T - w_0| quantiles and a
     histogram of log10 |w_T - w_0|, the mean second moment of w_s - w_0 relative to mean w_0^2, the monotone
-    share, and the monotone share of two random walks with the same step sizes and random signs."""
+    share, and the monotone share of a random walk with the same step sizes and random signs."""
     snaps = snapshots.double()
     inc = snaps[1:] - snaps[:-1]
     gen = torch.Generator().manual_seed(seed)
@@ -213,9 +213,8 @@ def layer_stats(snapshots: Tensor, layers: Sequence[tuple[str, int]], seed: int)
         row |= {"median_disp": float(disp.median()), "p90_disp": float(disp.quantile(0.9))}
         row["second_moment"] = float(((snaps[:, sl] - w0) ** 2).mean() / (w0**2).mean().clamp_min(1e-30))
         row["monotone"] = monotone_share(inc[:, sl])
-        for key in ("walk", "walk_b"):
-            signs = torch.randint(0, 2, inc[:, sl].shape, generator=gen).double() * 2 - 1
-            row[key] = monotone_share(signs * inc[:, sl].abs())
+        signs = torch.randint(0, 2, inc[:, sl].shape, generator=gen).double() * 2 - 1
+        row["walk"] = monotone_share(signs * inc[:, sl].abs())
         row["hist"] = np.histogram(np.log10(disp.clamp_min(1e-12).numpy()), bins=30, range=(-5, 1))[0].tolist()
         rows.append(row)
     return {"layers": rows, "snapshots": len(snapshots)}

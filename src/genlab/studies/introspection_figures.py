@@ -44,6 +44,9 @@ def monotone(result: dict, outdir: Path) -> str:
             x + 0.4 * j, vals.mean(0), 0.4, color=color, label="trajectories" if j == 0 else "matched random walk"
         )
         ax.plot(np.repeat(x + 0.4 * j, len(cells)), vals.T.reshape(-1), "k.", ms=3)
+        for xi, v in zip(x, vals.mean(0), strict=True):
+            ax.annotate(f"{v:.2f}", (xi + 0.4 * j, v), ha="center", va="bottom", fontsize=7)
+    ax.axhline(0.5, color="k", ls=":", lw=1, label='"mostly": half of the weights')
     ax.set_xticks(x + 0.2, names, rotation=30, fontsize=8)
     ax.set(ylabel="share monotone (90% path efficiency)", title="monotone share per layer (target, no jump)")
     ax.legend(fontsize=8)
@@ -114,13 +117,13 @@ def report_tables(result: dict) -> list[dict]:
     cells = result["cells"]
     arms = []
     for arm in ARMS:
-        steps = [c["arms"][arm]["steps"] for c in cells]
         rows = [c["arms"][arm] for c in cells]
+        iv = interval([r["steps"] for r in rows])
         arms.append(
             [
                 arm,
-                mean(steps),
-                float(np.std(steps)),
+                iv.effect,
+                f"[{iv.lo:.0f}, {iv.hi:.0f}]",
                 sum(r["censored"] for r in rows),
                 mean(accuracy(r["correct_at"]).value for r in rows),
                 mean(r["final_test_acc"] for r in rows),
@@ -146,7 +149,7 @@ def report_tables(result: dict) -> list[dict]:
             "columns": [
                 "arm",
                 "steps to target",
-                "sd",
+                "95% interval",
                 "censored",
                 f"test acc @ {result['params']['probe_step']}",
                 "final test acc",
@@ -157,6 +160,14 @@ def report_tables(result: dict) -> list[dict]:
             "title": "Predictor error: mean |prediction - w_2t|, mean over seeds",
             "columns": ["method", "held-out weights", "held-out run"],
             "rows": errors,
+        },
+        {
+            "title": "Weight history: cost per run (seed 0; benchmarks/weight_history.py: a 100k-weight net)",
+            "columns": ["run", "parameters", "snapshots", "dtype", "memory MiB", "disk MiB"],
+            "rows": [
+                [name, c["params"], c["snapshots"], c["dtype"], c["memory_mib"], c["disk_mib"]]
+                for name, c in result.get("history_cost", {}).items()
+            ],
         },
         {
             "title": "Source run (seed 0): weight statistics per layer",
